@@ -1,0 +1,58 @@
+# Every target CI calls is here; a fresh machine needs only `make run` or `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
+
+.PHONY: install run test test-pg lint format typecheck openapi bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "commcentre needs Python 3.11 or newer (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start API + dispatcher on 127.0.0.1:8000 with the embedded SQLite store and a dev keyring.
+run: install
+	@mkdir -p var
+	$(PY) -m commcentre db upgrade
+	$(PY) -m commcentre keys generate --dev --if-missing
+	@test -s var/admin.key || (umask 077 && $(PY) -m commcentre clients generate-key > var/admin.key)
+	@echo ""
+	@echo "  admin API key: $$(cat var/admin.key)"
+	@echo "  API docs:      http://127.0.0.1:8000/docs"
+	@echo ""
+	COMMCENTRE_BOOTSTRAP_ADMIN_KEY="$$(cat var/admin.key)" $(PY) -m commcentre serve --host 127.0.0.1 --port 8000
+
+## The whole suite (SQLite; set COMMCENTRE_TEST_DATABASE_URL for PostgreSQL).
+test: install
+	$(PY) -m pytest
+
+test-pg: install
+	COMMCENTRE_TEST_DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+openapi: install
+	$(PY) -m commcentre openapi --output openapi/openapi.json
+
+bench: install
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from commcentre.cli import main
+
+main()

@@ -1,0 +1,60 @@
+"""Settings: one object, read from COMMCENTRE_* environment variables."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything commcentre can be configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="COMMCENTRE_", extra="ignore")
+
+    environment: Literal["dev", "prod"] = Field(
+        "dev", description="`prod` refuses a missing or development keyring."
+    )
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./var/commcentre.db",
+        description="SQLAlchemy URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
+    )
+    keyring_path: Path = Field(
+        Path("var/keyring.json"), description="Key-encryption keys and blind-index key (0600)."
+    )
+    bootstrap_admin_key: SecretStr | None = Field(
+        None, description="When set and unknown, startup creates an `admin` client with this key."
+    )
+    max_body_bytes: int = Field(MIB, ge=1024, description="Request body cap; larger gets 413.")
+    db_pool_size: int = Field(5, ge=1, le=100, description="PostgreSQL connection pool size.")
+    ingest_batch_max: int = Field(
+        256, ge=1, le=5000, description="Most messages the ingest writer commits at once."
+    )
+    ingest_batch_wait_ms: float = Field(
+        1.0, ge=0, le=100, description="How long the ingest writer waits to fill a batch."
+    )
+    auth_cache_seconds: float = Field(
+        5.0, ge=0, le=300, description="How long a verified API key is trusted without a lookup."
+    )
+    idempotency_ttl_hours: int = Field(
+        24, ge=24, description="How long Idempotency-Key responses are kept (at least 24 h)."
+    )
+    default_retention_days: int = Field(
+        365 * 3, ge=1, description="purge_after for a legal basis without its own period."
+    )
+    host: str = Field("127.0.0.1", description="Address `commcentre serve` binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `commcentre serve` binds.")
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> "Settings":
+        if self.environment == "prod" and self.bootstrap_admin_key is not None:
+            key = self.bootstrap_admin_key.get_secret_value()
+            if len(key) < 32 or key.lower() in {"changeme", "change-me", "admin", "secret"}:
+                raise ValueError("bootstrap_admin_key is too weak for prod (>= 32 characters)")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
