@@ -1,0 +1,415 @@
+"""Versioned key-encryption keys (KEKs) behind a small provider seam.
+
+`KeyProvider` is all the envelope needs: wrap/unwrap a data key under a
+versioned KEK, plus the blind-index key. `FileKeyring` is the embedded
+implementation (a 0600 JSON file); a KMS or HSM backend implements the same
+protocol and the rest of the code does not change.
+"""
+
+import base64
+import binascii
+import contextlib
+import json
+import os
+import secrets
+import stat
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from commcentre.clock import Clock, utcnow
+from commcentre.crypto.errors import DecryptionError, KeyringError, UnknownKeyVersion
+
+KEYRING_FORMAT = 1
+KEY_BYTES = 32
+NONCE_BYTES = 12
+TAG_BYTES = 16
+# A keyring is a few hundred bytes per version; anything this big is the wrong file.
+_MAX_FILE_BYTES = 1 << 20
+_TOP_LEVEL_FIELDS = frozenset(
+    {"format", "dev", "current", "keks", "retired", "blind_index_key", "created_at"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedKey:
+    """A data key encrypted under KEK `version`; `blob` is nonce || ciphertext+tag."""
+
+    version: int
+    blob: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyVersionInfo:
+    """Public facts about one KEK version (no key material)."""
+
+    version: int
+    created_at: datetime
+    current: bool
+
+
+class KeyProvider(Protocol):
+    """Source of KEKs and the blind-index key: a file here, a KMS or HSM elsewhere."""
+
+    @property
+    def current_version(self) -> int:
+        """The KEK version that new data keys are wrapped with."""
+        ...
+
+    def versions(self) -> Sequence[int]:
+        """Every KEK version that can still unwrap, ascending."""
+        ...
+
+    def wrap_key(self, dek: bytes, *, aad: bytes) -> WrappedKey:
+        """Encrypt a 32-byte data key under the current KEK, bound to `aad`."""
+        ...
+
+    def unwrap_key(self, wrapped: WrappedKey, *, aad: bytes) -> bytes:
+        """Decrypt a data key; `UnknownKeyVersion` or `DecryptionError` on failure."""
+        ...
+
+    def blind_index_key(self) -> bytes:
+        """The HMAC key for blind indexes (not versioned: rotating it means reindexing)."""
+        ...
+
+
+def kek_aad(aad: bytes, version: int) -> bytes:
+    """AAD for wrapping: binds the KEK version so a blob cannot be relabelled.
+
+    The version is ASCII digits after the last separator, so the encoding is
+    unambiguous whatever bytes the caller's AAD holds.
+    """
+    return aad + b"|kek-v" + str(version).encode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class _Kek:
+    key: bytes = field(repr=False)
+    created_at: datetime
+    # Built once per KEK: a new AESGCM per call doubles the cost (PERFORMANCE.md).
+    aead: AESGCM = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    """An immutable snapshot; mutations build a new one and swap it in after saving."""
+
+    dev: bool
+    current: int
+    keks: Mapping[int, _Kek]
+    retired: Mapping[int, datetime]
+    blind_index_key: bytes = field(repr=False)
+    created_at: datetime
+
+
+class FileKeyring:
+    """KEKs in a 0600 JSON file. Build with `generate` or `load`, not the constructor."""
+
+    def __init__(self, path: Path, state: _State, *, clock: Clock = utcnow) -> None:
+        self._path = path
+        self._state = state
+        self._clock = clock
+        # Serialises rotate/retire within the process; across processes, one admin at a time.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def generate(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        dev: bool,
+        overwrite: bool = False,
+        clock: Clock = utcnow,
+    ) -> "FileKeyring":
+        """Create a keyring with KEK version 1 and a blind-index key, written atomically."""
+        target = Path(path)
+        if not overwrite and target.exists():
+            raise KeyringError(
+                f"keyring {target} already exists; refusing to overwrite it "
+                "(replacing it makes every payload sealed under it unreadable)"
+            )
+        now = clock()
+        key = AESGCM.generate_key(bit_length=256)
+        state = _State(
+            dev=dev,
+            current=1,
+            keks={1: _Kek(key, now, AESGCM(key))},
+            retired={},
+            blind_index_key=secrets.token_bytes(KEY_BYTES),
+            created_at=now,
+        )
+        try:
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise KeyringError(f"cannot create directory {target.parent}: {exc.strerror}") from None
+        _write_atomic(target, _dump(state))
+        return cls(target, state, clock=clock)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, clock: Clock = utcnow) -> "FileKeyring":
+        """Read a keyring, refusing group/other access and malformed content."""
+        target = Path(path)
+        return cls(target, _parse(_read_private(target), target), clock=clock)
+
+    @property
+    def path(self) -> Path:
+        """Where the keyring lives."""
+        return self._path
+
+    @property
+    def is_dev(self) -> bool:
+        """True for a development keyring, which production settings must refuse."""
+        return self._state.dev
+
+    @property
+    def current_version(self) -> int:
+        """The KEK version new data keys are wrapped with."""
+        return self._state.current
+
+    def versions(self) -> Sequence[int]:
+        """KEK versions still present (retired ones are gone), ascending."""
+        return sorted(self._state.keks)
+
+    def describe(self) -> list[KeyVersionInfo]:
+        """One entry per present KEK version, without key material."""
+        state = self._state
+        return [
+            KeyVersionInfo(
+                version=v, created_at=state.keks[v].created_at, current=v == state.current
+            )
+            for v in sorted(state.keks)
+        ]
+
+    def blind_index_key(self) -> bytes:
+        """The HMAC key for blind indexes."""
+        return self._state.blind_index_key
+
+    def wrap_key(self, dek: bytes, *, aad: bytes) -> WrappedKey:
+        """Encrypt a data key under the current KEK with a fresh random nonce."""
+        if len(dek) != KEY_BYTES:
+            raise ValueError(f"data key must be {KEY_BYTES} bytes")
+        state = self._state  # one snapshot, so version and key always match
+        version = state.current
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = state.keks[version].aead.encrypt(nonce, dek, kek_aad(aad, version))
+        return WrappedKey(version=version, blob=nonce + sealed)
+
+    def unwrap_key(self, wrapped: WrappedKey, *, aad: bytes) -> bytes:
+        """Decrypt a data key wrapped by `wrap_key` with the same `aad`."""
+        state = self._state
+        kek = state.keks.get(wrapped.version)
+        if kek is None:
+            why = " (retired)" if wrapped.version in state.retired else ""
+            raise UnknownKeyVersion(f"key version {wrapped.version} is not in the keyring{why}")
+        blob = wrapped.blob
+        if len(blob) != NONCE_BYTES + KEY_BYTES + TAG_BYTES:
+            raise DecryptionError("wrapped data key has the wrong length")
+        try:
+            return kek.aead.decrypt(
+                blob[:NONCE_BYTES], blob[NONCE_BYTES:], kek_aad(aad, wrapped.version)
+            )
+        except InvalidTag:
+            raise DecryptionError(
+                "data key failed authentication (wrong record, context or key, or tampered)"
+            ) from None
+
+    def rotate(self) -> int:
+        """Add a new KEK version, make it current, save; return the new version."""
+        with self._lock:
+            state = self._state
+            version = max([*state.keks, *state.retired]) + 1
+            key = AESGCM.generate_key(bit_length=256)
+            keks = {**state.keks, version: _Kek(key, self._clock(), AESGCM(key))}
+            self._commit(replace(state, current=version, keks=keks))
+            return version
+
+    def retire(self, version: int) -> None:
+        """Delete a KEK for good; its number is never reused.
+
+        The caller must first make sure no payload is still wrapped under it
+        (rewrap them): afterwards they raise `UnknownKeyVersion` forever.
+        """
+        with self._lock:
+            state = self._state
+            if version == state.current:
+                raise KeyringError(f"refusing to retire the current key version {version}")
+            if version not in state.keks:
+                raise UnknownKeyVersion(f"key version {version} is not in the keyring")
+            keks = {v: k for v, k in state.keks.items() if v != version}
+            retired = {**state.retired, version: self._clock()}
+            self._commit(replace(state, keks=keks, retired=retired))
+
+    def _commit(self, state: _State) -> None:
+        # Memory changes only once the file is durable, so both always agree.
+        _write_atomic(self._path, _dump(state))
+        self._state = state
+
+    def __repr__(self) -> str:
+        state = self._state
+        return (
+            f"FileKeyring(path={str(self._path)!r}, current={state.current}, "
+            f"versions={sorted(state.keks)}, dev={state.dev})"
+        )
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _dump(state: _State) -> bytes:
+    doc = {
+        "format": KEYRING_FORMAT,
+        "dev": state.dev,
+        "current": state.current,
+        "keks": {
+            str(v): {"key": _b64(k.key), "created_at": k.created_at.isoformat(), "retired_at": None}
+            for v, k in sorted(state.keks.items())
+        },
+        "retired": [
+            {"version": v, "retired_at": at.isoformat()} for v, at in sorted(state.retired.items())
+        ],
+        "blind_index_key": _b64(state.blind_index_key),
+        "created_at": state.created_at.isoformat(),
+    }
+    return json.dumps(doc, indent=2).encode("utf-8") + b"\n"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Temp file (0600) in the same directory, fsync, rename over, fsync the directory."""
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # the umask can only narrow 0o600; make it exact
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the rename itself durable
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise KeyringError(f"cannot write keyring {path}: {exc.strerror}") from None
+
+
+def _read_private(path: Path) -> bytes:
+    """Read the file through one descriptor, so the mode checked is the file read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise KeyringError(f"keyring {path} not found") from None
+    except OSError as exc:
+        raise KeyringError(f"cannot open keyring {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyringError(f"keyring {path} is not a regular file")
+        if st.st_mode & 0o077:
+            raise KeyringError(
+                f"keyring {path} is accessible by group or others "
+                f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}"
+            )
+        data = f.read(_MAX_FILE_BYTES + 1)
+    if len(data) > _MAX_FILE_BYTES:
+        raise KeyringError(f"keyring {path} is implausibly large")
+    return data
+
+
+class _MalformedError(Exception):
+    """Internal: names the offending field; `_parse` turns it into a KeyringError."""
+
+
+def _parse(data: bytes, path: Path) -> _State:
+    """Validate every field; messages name the field, never echo its value."""
+    try:
+        return _parse_doc(json.loads(data))
+    except json.JSONDecodeError as exc:
+        what = f"not JSON (line {exc.lineno}, column {exc.colno})"
+    except UnicodeDecodeError:
+        what = "not UTF-8 text"
+    except _MalformedError as exc:
+        what = str(exc)
+    # `from None`: a JSONDecodeError carries the whole document, keys included.
+    raise KeyringError(f"keyring {path} is malformed: {what}") from None
+
+
+def _parse_doc(doc: object) -> _State:
+    if not isinstance(doc, dict):
+        raise _MalformedError("top level is not an object")
+    if unknown := sorted(set(doc) - _TOP_LEVEL_FIELDS):
+        raise _MalformedError(f"unknown fields {unknown}")
+    if doc.get("format") != KEYRING_FORMAT or not isinstance(doc.get("dev"), bool):
+        raise _MalformedError(f"'format' must be {KEYRING_FORMAT} and 'dev' true or false")
+    keks_doc, retired_doc = doc.get("keks"), doc.get("retired", [])
+    if not isinstance(keks_doc, dict) or not keks_doc or not isinstance(retired_doc, list):
+        raise _MalformedError("'keks' must be a non-empty object and 'retired' a list")
+    keks: dict[int, _Kek] = {}
+    for name, entry in keks_doc.items():
+        where = f"keks[{name!r}]"
+        if not (name.isascii() and name.isdigit() and str(int(name)) == name):
+            raise _MalformedError(f"{where}: version must be an integer without leading zeros")
+        if not isinstance(entry, dict) or entry.get("retired_at") is not None:
+            raise _MalformedError(f"{where} must be an object with retired_at null")
+        key = _key(entry.get("key"), f"{where}.key")
+        created_at = _when(entry.get("created_at"), f"{where}.created_at")
+        keks[_version(int(name), where)] = _Kek(key, created_at, AESGCM(key))
+    retired: dict[int, datetime] = {}
+    for i, entry in enumerate(retired_doc):
+        if not isinstance(entry, dict):
+            raise _MalformedError(f"retired[{i}] must be an object")
+        version = _version(entry.get("version"), f"retired[{i}].version")
+        retired[version] = _when(entry.get("retired_at"), f"retired[{i}].retired_at")
+    current = _version(doc.get("current"), "'current'")
+    if current not in keks:
+        raise _MalformedError(f"current version {current} has no key")
+    if both := sorted(set(keks) & set(retired)):
+        raise _MalformedError(f"versions {both} are listed as retired but still have keys")
+    return _State(
+        dev=doc["dev"],
+        current=current,
+        keks=keks,
+        retired=retired,
+        blind_index_key=_key(doc.get("blind_index_key"), "'blind_index_key'"),
+        created_at=_when(doc.get("created_at"), "'created_at'"),
+    )
+
+
+def _version(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _MalformedError(f"{where} must be a positive integer")
+    return value
+
+
+def _key(value: object, where: str) -> bytes:
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        raw = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raise _MalformedError(f"{where} must be a base64url string") from None
+    if len(raw) != KEY_BYTES:
+        raise _MalformedError(f"{where} must decode to {KEY_BYTES} bytes")
+    return raw
+
+
+def _when(value: object, where: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise _MalformedError(f"{where} must be an ISO 8601 timestamp with a timezone")
+    return parsed
