@@ -1,0 +1,222 @@
+"""The audit log's rules: what an entry may hold, appending to the chain, verifying it.
+
+Services flush and never commit: `append` runs inside the caller's transaction
+(the ingest batch), so an entry exists exactly when the processing it records
+was committed.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commcentre.audit import repository
+from commcentre.audit.chain import checked_details, entry_hash
+from commcentre.audit.models import (
+    ACTOR_MAX,
+    EVENT_MAX,
+    GENESIS_HASH,
+    JUSTIFICATION_MAX,
+    RECIPIENT_MAX,
+    SUBJECT_ID_MAX,
+    SUBJECT_TYPE_MAX,
+    AuditAction,
+    AuditEntry,
+)
+from commcentre.audit.repository import AuditFilter, AuditHeadMissingError
+from commcentre.ids import new_id
+
+__all__ = [
+    "AuditAction",
+    "AuditEntryPage",
+    "AuditFilter",
+    "AuditHeadMissingError",
+    "AuditRecord",
+    "ChainBreak",
+    "ChainVerification",
+    "append",
+    "list_entries",
+    "verify_chain",
+]
+
+_TEXT_LIMITS = (
+    ("event", EVENT_MAX, True),
+    ("actor", ACTOR_MAX, True),
+    ("subject_type", SUBJECT_TYPE_MAX, False),
+    ("subject_id", SUBJECT_ID_MAX, False),
+    ("recipient", RECIPIENT_MAX, False),
+    ("justification", JUSTIFICATION_MAX, False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An operation to log; `append` gives it a seq, an id and its place in the chain.
+
+    Raises ValueError at construction when a field would not fit its column or
+    `details` would not hash identically after a database round trip. Never put
+    payload content into `details`: identifiers and counts only.
+    """
+
+    action: AuditAction
+    event: str
+    actor: str
+    subject_type: str | None = None
+    subject_id: str | None = None
+    recipient: str | None = None
+    justification: str | None = None
+    details: Mapping[str, object] = field(default_factory=dict)
+    occurred_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "action", AuditAction(self.action))
+        for name, limit, required in _TEXT_LIMITS:
+            value = getattr(self, name)
+            if value is None and not required:
+                continue
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"audit {name} must be a non-empty string")
+            if len(value) > limit or "\x00" in value:
+                raise ValueError(f"audit {name} must be at most {limit} characters, without NUL")
+        if self.occurred_at is not None and self.occurred_at.tzinfo is None:
+            raise ValueError("audit occurred_at must be timezone-aware")
+        # A private copy: the caller mutating its dict later must not change what we hash.
+        object.__setattr__(self, "details", MappingProxyType(checked_details(self.details)))
+
+
+class ChainBreak(StrEnum):
+    """Why verification stopped at an entry."""
+
+    HASH_MISMATCH = "hash mismatch"  # the entry was edited
+    BROKEN_LINK = "broken link"  # its prev_hash is not the previous entry's hash: reordered
+    MISSING_ENTRY = "missing entry"  # the seq before it is absent: deleted
+    TRUNCATED = "truncated"  # the head names entries past the last one: tail deleted
+    HEAD_MISMATCH = "head mismatch"  # the head disagrees with the last entry: head edited
+    MISSING_HEAD = "missing head"  # the head row itself is gone
+
+
+@dataclass(frozen=True, slots=True)
+class ChainVerification:
+    """The outcome of recomputing the chain.
+
+    `entries_checked` counts the entries found intact before the first break;
+    `first_broken_seq` names the first entry that fails (for a truncated log,
+    the first missing seq).
+    """
+
+    ok: bool
+    entries_checked: int
+    head_seq: int | None
+    first_broken_seq: int | None = None
+    reason: ChainBreak | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntryPage:
+    """One page of entries; `next_after_seq` is None on the last page."""
+
+    entries: Sequence[AuditEntry]
+    next_after_seq: int | None
+
+
+async def append(
+    session: AsyncSession, records: Sequence[AuditRecord], *, now: datetime
+) -> list[int]:
+    """Chain `records` onto the log in the session's transaction; returns their seqs.
+
+    Three statements whatever the number of records. Call it late in the
+    transaction: the head row stays locked, and every other writer waits,
+    until the transaction ends.
+    """
+    if not records:
+        return []
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    head = await repository.advance_head(session, len(records), now=now)
+    first_seq = head.seq - len(records) + 1
+    prev_hash = head.hash
+    rows: list[dict[str, Any]] = []
+    for seq, record in enumerate(records, start=first_seq):
+        row: dict[str, Any] = {
+            "seq": seq,
+            "id": new_id(),
+            "occurred_at": (record.occurred_at or now).astimezone(UTC),
+            "action": record.action.value,
+            "event": record.event,
+            "actor": record.actor,
+            "subject_type": record.subject_type,
+            "subject_id": record.subject_id,
+            "recipient": record.recipient,
+            "justification": record.justification,
+            "details": dict(record.details),
+            "prev_hash": prev_hash,
+        }
+        row["hash"] = prev_hash = entry_hash(row)
+        rows.append(row)
+    await repository.insert_entries(session, rows)
+    await repository.set_head_hash(session, prev_hash)
+    return list(range(first_seq, head.seq + 1))
+
+
+async def verify_chain(session: AsyncSession) -> ChainVerification:
+    """Recompute the whole chain and name the first broken entry.
+
+    Pass a fresh read session: on PostgreSQL it is switched to one snapshot,
+    so that appends committed meanwhile are not mistaken for tampering.
+    """
+    await repository.pin_snapshot(session)
+    head = await repository.get_head(session)
+    head_seq = None if head is None else head.seq
+    checked = 0
+    prev_hash = GENESIS_HASH
+
+    def broken(seq: int | None, reason: ChainBreak) -> ChainVerification:
+        return ChainVerification(False, checked, head_seq, seq, reason)
+
+    async for chunk in repository.iter_entry_chunks(session):
+        for entry in chunk:
+            seq: int = entry["seq"]
+            expected = checked + 1
+            if seq > expected:
+                return broken(seq, ChainBreak.MISSING_ENTRY)
+            if seq < expected:
+                return broken(seq, ChainBreak.BROKEN_LINK)
+            if head is not None and seq > head.seq:
+                return broken(seq, ChainBreak.HEAD_MISMATCH)
+            if entry["prev_hash"] != prev_hash:
+                return broken(seq, ChainBreak.BROKEN_LINK)
+            if _recomputed_hash(entry) != entry["hash"]:
+                return broken(seq, ChainBreak.HASH_MISMATCH)
+            prev_hash = entry["hash"]
+            checked += 1
+    if head is None:
+        return broken(None, ChainBreak.MISSING_HEAD)
+    if head.seq > checked:
+        return broken(checked + 1, ChainBreak.TRUNCATED)
+    if head.hash != prev_hash:
+        return broken(checked or None, ChainBreak.HEAD_MISMATCH)
+    return ChainVerification(True, checked, head_seq)
+
+
+def _recomputed_hash(entry: Mapping[str, Any]) -> bytes | None:
+    try:
+        return entry_hash(entry)
+    except (TypeError, ValueError):
+        # A value edited into something that cannot be hashed (e.g. an integer
+        # beyond 64 bits in details) is an edit like any other: report it, do not crash.
+        return None
+
+
+async def list_entries(
+    session: AsyncSession, *, filters: AuditFilter, after_seq: int | None, limit: int
+) -> AuditEntryPage:
+    """Entries matching `filters`, ascending by seq, starting after `after_seq`."""
+    entries = await repository.list_entries(session, filters, after_seq=after_seq, limit=limit + 1)
+    if len(entries) <= limit:
+        return AuditEntryPage(entries, None)
+    entries = entries[:limit]
+    return AuditEntryPage(entries, entries[-1].seq)
