@@ -299,7 +299,6 @@ def _database_in_schema(url: str, schema: str) -> Database:
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not PG_URL, reason="COMMCENTRE_TEST_DATABASE_URL is not set")
 async def test_concurrent_appends_on_postgresql_stay_linear() -> None:
     assert PG_URL is not None
     schema = f"audit_test_{uuid.uuid4().hex[:12]}"

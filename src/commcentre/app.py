@@ -1,0 +1,151 @@
+"""create_app(settings) -> FastAPI: everything is built in the lifespan and passed in."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy.exc import DBAPIError
+
+from commcentre import __version__
+from commcentre.audit.router import router as audit_router
+from commcentre.auth.deps import Authenticator
+from commcentre.auth.service import ensure_bootstrap_admin
+from commcentre.clock import Clock, utcnow
+from commcentre.config import Settings
+from commcentre.crypto import BlindIndex, Envelope, FileKeyring, KeyProvider
+from commcentre.db import Database
+from commcentre.errors import Problem, install_error_handlers
+from commcentre.health import router as health_router
+from commcentre.messages.identifiers import LookupRequest
+from commcentre.messages.ingest import IngestWriter
+from commcentre.messages.router import router as messages_router
+from commcentre.messages.schemas import MessageIn
+from commcentre.messages.service import MessageVault
+from commcentre.middleware import BodySizeLimit
+from commcentre.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+DESCRIPTION = """\
+Message gateway of a police Communications Centre: police systems submit exchange
+messages about persons, documents, vehicles and substances; commcentre validates,
+encrypts and durably stores them, and audits every consultation.
+
+Authenticate with `Authorization: Bearer <api-key>`. Errors are RFC 9457
+`application/problem+json`.
+"""
+
+
+def open_keyring(settings: Settings) -> FileKeyring:
+    """The keyring file; generated in dev when missing, refused in prod unless real."""
+    path = settings.keyring_path
+    if not path.exists():
+        if settings.environment == "prod":
+            raise RuntimeError(
+                f"no keyring at {path}: create one with `commcentre keys generate` "
+                "(prod never generates keys on its own)"
+            )
+        log.warning("dev_keyring_generated", path=str(path))
+        return FileKeyring.generate(path, dev=True)
+    keyring = FileKeyring.load(path)
+    if settings.environment == "prod" and keyring.is_dev:
+        raise RuntimeError(
+            f"the keyring at {path} is a development keyring; prod needs one made by "
+            "`commcentre keys generate`"
+        )
+    return keyring
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock = utcnow,
+    keys: KeyProvider | None = None,
+) -> FastAPI:
+    """The API application; nothing is read from the environment at import time."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        provider = keys if keys is not None else open_keyring(settings)
+        vault = MessageVault(
+            envelope=Envelope(provider),
+            blind_index=BlindIndex(provider.blind_index_key()),
+            retention=timedelta(days=settings.default_retention_days),
+        )
+        ingest = IngestWriter(
+            db,
+            clock=clock,
+            batch_max=settings.ingest_batch_max,
+            batch_wait=settings.ingest_batch_wait_ms / 1000,
+            idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        )
+        authenticator = Authenticator(db, ttl=settings.auth_cache_seconds)
+        if settings.bootstrap_admin_key is not None:
+            await _bootstrap(db, settings.bootstrap_admin_key.get_secret_value(), clock)
+        await ingest.start()
+        app.state.runtime = Runtime(
+            settings=settings,
+            db=db,
+            keys=provider,
+            vault=vault,
+            ingest=ingest,
+            authenticator=authenticator,
+            clock=clock,
+        )
+        app.state.db = db
+        app.state.authenticator = authenticator
+        try:
+            yield
+        finally:
+            await ingest.stop()
+            await db.dispose()
+
+    app = FastAPI(
+        title="commcentre",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(messages_router)
+    app.include_router(audit_router)
+    app.include_router(health_router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def _bootstrap(db: Database, api_key: str, clock: Clock) -> None:
+    try:
+        async with db.write_sessions() as session, session.begin():
+            created = await ensure_bootstrap_admin(session, api_key, now=clock())
+    except DBAPIError as exc:
+        raise RuntimeError("the database is not ready (run `commcentre db upgrade`)") from exc
+    if created:
+        log.info("bootstrap_admin_created")
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The schema, with the models of routes that read their body themselves."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (MessageIn, Problem, LookupRequest):
+        model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in model_schema.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components.setdefault(model.__name__, model_schema)
+    app.openapi_schema = schema
+    return schema

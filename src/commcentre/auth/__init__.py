@@ -1,0 +1,1 @@
+"""API clients: hashed keys, scopes and the current-client dependency."""

@@ -1,0 +1,343 @@
+"""The `commcentre` command line."""
+
+import asyncio
+import getpass
+import json
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from commcentre.config import Settings
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="commcentre: message gateway of a police Communications Centre.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+keys_app = typer.Typer(help="Key-encryption keys and the keyring file.", no_args_is_help=True)
+clients_app = typer.Typer(help="API clients and their keys.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(clients_app, name="clients")
+app.add_typer(audit_app, name="audit")
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _run(factory: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(factory())  # type: ignore[arg-type]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default from settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
+) -> None:
+    """Run the API."""
+    import uvicorn
+
+    from commcentre.app import create_app
+
+    settings = Settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="info",
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+@app.command()
+def openapi(
+    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Export the OpenAPI document."""
+    from commcentre.app import create_app
+
+    text = json.dumps(create_app(Settings()).openapi(), indent=2, sort_keys=True) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Migrate the database to a revision (default: head)."""
+    from commcentre.migrate import upgrade
+
+    upgrade(Settings().database_url, revision)
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str) -> None:
+    """Migrate the database down to a revision (`base` removes everything)."""
+    from commcentre.migrate import downgrade
+
+    downgrade(Settings().database_url, revision)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's revision and the code's head."""
+    from sqlalchemy import text
+
+    from commcentre.db import Database
+    from commcentre.migrate import head_revision
+
+    async def current() -> str | None:
+        db = Database(Settings().database_url)
+        try:
+            async with db.read_engine.connect() as conn:
+                return (
+                    await conn.execute(text("SELECT version_num FROM alembic_version"))
+                ).scalar_one_or_none()
+        finally:
+            await db.dispose()
+
+    typer.echo(f"database: {_run(current) or 'empty'}\nhead:     {head_revision()}")
+
+
+@keys_app.command("generate")
+def keys_generate(
+    dev: Annotated[
+        bool, typer.Option(help="Mark as a development keyring (prod refuses it).")
+    ] = False,
+    if_missing: Annotated[bool, typer.Option(help="Do nothing when the keyring exists.")] = False,
+) -> None:
+    """Create a new keyring file (0600)."""
+    from commcentre.crypto import FileKeyring
+
+    path = Settings().keyring_path
+    if path.exists():
+        if if_missing:
+            return
+        raise _fail(f"{path} exists; a new keyring would make every stored message unreadable")
+    keyring = FileKeyring.generate(path, dev=dev)
+    typer.echo(f"keyring written to {path} (KEK version {keyring.current_version})")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Add a new KEK version and make it current; then run `keys rewrap`."""
+    from commcentre.crypto import FileKeyring
+
+    keyring = FileKeyring.load(Settings().keyring_path)
+    version = keyring.rotate()
+    typer.echo(
+        f"KEK version {version} is current; run `commcentre keys rewrap` to move old messages"
+    )
+
+
+@keys_app.command("status")
+def keys_status() -> None:
+    """KEK versions and how many messages each protects."""
+    from commcentre.crypto import FileKeyring
+    from commcentre.db import Database
+    from commcentre.messages import repository
+
+    settings = Settings()
+    keyring = FileKeyring.load(settings.keyring_path)
+
+    async def counts() -> dict[int, int]:
+        db = Database(settings.database_url)
+        try:
+            async with db.read_sessions() as session:
+                return await repository.count_by_key_version(session)
+        finally:
+            await db.dispose()
+
+    protected = _run(counts)
+    typer.echo(f"keyring: {settings.keyring_path}{' (development)' if keyring.is_dev else ''}")
+    for info in keyring.describe():
+        marker = "*" if info.current else " "
+        count = protected.get(info.version, 0)
+        typer.echo(f"{marker} v{info.version}  created {info.created_at}  messages {count}")
+    unknown = sorted(set(protected) - {info.version for info in keyring.describe()})
+    for version in unknown:
+        typer.echo(f"! v{version}  NOT IN KEYRING  messages {protected[version]}")
+
+
+@keys_app.command("rewrap")
+def keys_rewrap(
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 500,
+) -> None:
+    """Rewrap every message's data key under the current KEK (resumable, batched)."""
+    from commcentre.audit.service import AuditAction, AuditRecord, append
+    from commcentre.clock import utcnow
+    from commcentre.crypto import Envelope, FileKeyring
+    from commcentre.db import Database
+    from commcentre.messages.rewrap import rewrap_batch
+
+    settings = Settings()
+    keyring = FileKeyring.load(settings.keyring_path)
+    envelope = Envelope(keyring)
+
+    async def rewrap() -> int:
+        db = Database(settings.database_url)
+        total = 0
+        try:
+            while True:
+                async with db.write_sessions() as session, session.begin():
+                    batch = await rewrap_batch(
+                        session, envelope, target_version=keyring.current_version, limit=batch_size
+                    )
+                    if batch.rewrapped:
+                        now = utcnow()
+                        await append(
+                            session,
+                            [
+                                AuditRecord(
+                                    action=AuditAction.ALTERATION,
+                                    event="keys.rewrapped",
+                                    actor=_actor(),
+                                    subject_type="keyring",
+                                    details={
+                                        "messages": batch.rewrapped,
+                                        "to_version": keyring.current_version,
+                                    },
+                                    occurred_at=now,
+                                )
+                            ],
+                            now=now,
+                        )
+                total += batch.rewrapped
+                if batch.examined:
+                    typer.echo(f"rewrapped {total} so far")
+                if batch.examined < batch_size:
+                    return total
+        finally:
+            await db.dispose()
+
+    total = _run(rewrap)
+    typer.echo(f"done: {total} messages now under KEK version {keyring.current_version}")
+
+
+@clients_app.command("create")
+def clients_create(
+    name: Annotated[str, typer.Option(help="Who uses the key, e.g. the calling system.")],
+    scope: Annotated[list[str], typer.Option(help="Repeat for each scope, e.g. messages:write.")],
+) -> None:
+    """Create an API client and print its key (shown only this once)."""
+    from commcentre.auth.service import create_client
+    from commcentre.clock import utcnow
+    from commcentre.db import Database
+    from commcentre.errors import CommCentreError
+
+    settings = Settings()
+
+    async def create() -> tuple[uuid.UUID, str]:
+        db = Database(settings.database_url)
+        try:
+            async with db.write_sessions() as session, session.begin():
+                issued = await create_client(
+                    session, name=name, scopes=scope, actor=_actor(), now=utcnow()
+                )
+                return issued.client.id, issued.api_key
+        finally:
+            await db.dispose()
+
+    try:
+        client_id, key = _run(create)
+    except CommCentreError as exc:
+        raise _fail(exc.detail or exc.title) from None
+    typer.echo(f"client {client_id}\napi key (shown once): {key}")
+
+
+@clients_app.command("list")
+def clients_list() -> None:
+    """List API clients (never their keys)."""
+    from commcentre.auth import repository
+    from commcentre.db import Database
+
+    settings = Settings()
+
+    async def rows() -> list[str]:
+        db = Database(settings.database_url)
+        try:
+            async with db.read_sessions() as session:
+                return [
+                    f"{c.id}  {c.name:<24} {','.join(c.scopes):<40} {c.key_hint}…  "
+                    f"{'revoked ' + c.revoked_at.isoformat() if c.revoked_at else 'active'}"
+                    for c in await repository.list_clients(session)
+                ]
+        finally:
+            await db.dispose()
+
+    for line in _run(rows):
+        typer.echo(line)
+
+
+@clients_app.command("revoke")
+def clients_revoke(client_id: uuid.UUID) -> None:
+    """Revoke a client's key (running servers stop accepting it within seconds)."""
+    from commcentre.auth.service import revoke_client
+    from commcentre.clock import utcnow
+    from commcentre.db import Database
+    from commcentre.errors import CommCentreError
+
+    settings = Settings()
+
+    async def revoke() -> None:
+        db = Database(settings.database_url)
+        try:
+            async with db.write_sessions() as session, session.begin():
+                await revoke_client(session, client_id, actor=_actor(), now=utcnow())
+        finally:
+            await db.dispose()
+
+    try:
+        _run(revoke)
+    except CommCentreError as exc:
+        raise _fail(exc.detail or exc.title) from None
+    typer.echo(f"client {client_id} revoked")
+
+
+@clients_app.command("generate-key")
+def clients_generate_key() -> None:
+    """Print a fresh random API key (for COMMCENTRE_BOOTSTRAP_ADMIN_KEY)."""
+    from commcentre.auth.keys import generate_api_key
+
+    typer.echo(generate_api_key())
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit hash chain; exit 1 and name the first broken entry."""
+    from commcentre.audit.service import ChainVerification, verify_chain
+    from commcentre.db import Database
+
+    settings = Settings()
+
+    async def verify() -> ChainVerification:
+        db = Database(settings.database_url)
+        try:
+            async with db.read_sessions() as session:
+                return await verify_chain(session)
+        finally:
+            await db.dispose()
+
+    result = _run(verify)
+    typer.echo(json.dumps(asdict(result), default=str))
+    if not result.ok:
+        raise typer.Exit(code=1)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Idempotency-Key handling (IETF httpapi draft): stored responses per client and key."""

@@ -1,0 +1,58 @@
+"""SQL for idempotency records."""
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commcentre.idempotency.models import IdempotencyRecord
+
+ClientKey = tuple[uuid.UUID, str]
+
+
+async def find_many(
+    session: AsyncSession, keys: Iterable[ClientKey], *, now: datetime
+) -> dict[ClientKey, IdempotencyRecord]:
+    """The live records for these (client, key) pairs."""
+    wanted = list(set(keys))
+    if not wanted:
+        return {}
+    found: dict[ClientKey, IdempotencyRecord] = {}
+    for start in range(0, len(wanted), 200):
+        chunk = wanted[start : start + 200]
+        condition = or_(
+            *(and_(IdempotencyRecord.client_id == c, IdempotencyRecord.key == k) for c, k in chunk)
+        )
+        result = await session.execute(
+            select(IdempotencyRecord).where(condition, IdempotencyRecord.expires_at > now)
+        )
+        for record in result.scalars():
+            found[(record.client_id, record.key)] = record
+    return found
+
+
+async def insert_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(IdempotencyRecord), list(rows))
+
+
+async def delete_expired(
+    session: AsyncSession, *, now: datetime, keys: Iterable[ClientKey] = ()
+) -> int:
+    """Remove expired records (all of them, or only these keys)."""
+    stmt = delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now)
+    wanted = list(keys)
+    if wanted:
+        stmt = stmt.where(
+            or_(
+                *(
+                    and_(IdempotencyRecord.client_id == c, IdempotencyRecord.key == k)
+                    for c, k in wanted
+                )
+            )
+        )
+    result = await session.execute(stmt)
+    return int(getattr(result, "rowcount", 0) or 0)

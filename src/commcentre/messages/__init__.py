@@ -1,0 +1,1 @@
+"""Exchange messages: input schemas and blind-index identifiers."""

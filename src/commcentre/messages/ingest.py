@@ -1,0 +1,247 @@
+"""Group commit: many accepted messages, one transaction, one fsync.
+
+Per-request durability is what limits ingest (PERFORMANCE.md), so requests
+hand their prepared rows to one writer task per process. It gathers what is
+pending (up to `batch_max`, waiting at most `batch_wait` for more), writes it
+all in one transaction, commits, and only then resolves each request's future:
+a 202 always follows a durable commit. The idempotency check lives inside the
+writer too, so it needs no extra round trip or lock per request.
+
+When a batch fails, each of its messages is retried in a transaction of its
+own, so one bad message never fails its neighbours.
+"""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from commcentre.audit.service import AuditRecord, append
+from commcentre.clock import Clock
+from commcentre.db import Database
+from commcentre.errors import CommCentreError, Conflict, ServiceUnavailable, UnprocessableContent
+from commcentre.idempotency import repository as idempotency_repository
+from commcentre.messages import repository
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+@dataclass(slots=True)
+class PendingMessage:
+    """Everything one accepted message writes, prepared outside the writer."""
+
+    client_id: uuid.UUID
+    operation: str
+    idempotency_key: str | None
+    fingerprint: bytes
+    message_row: dict[str, Any]
+    identifier_rows: list[dict[str, Any]]
+    audit: AuditRecord
+    response: dict[str, Any]
+    future: "asyncio.Future[IngestOutcome]" = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class IngestWriter:
+    """The single writer of accepted messages in this process."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Clock,
+        batch_max: int,
+        batch_wait: float,
+        idempotency_ttl: timedelta,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._batch_max = batch_max
+        self._batch_wait = batch_wait
+        self._idempotency_ttl = idempotency_ttl
+        self._queue: asyncio.Queue[PendingMessage] = asyncio.Queue()
+        self._in_flight: set[tuple[uuid.UUID, str]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.batches_written = 0
+        self.messages_written = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ingest-writer")
+
+    async def stop(self) -> None:
+        """Write what is queued, then stop."""
+        self._closing = True
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def submit(self, pending: PendingMessage) -> IngestOutcome:
+        """Queue a message and wait until it is durably committed (or refused)."""
+        if self._closing or self._task is None:
+            raise ServiceUnavailable("the service is shutting down", headers={"Retry-After": "5"})
+        key = (pending.client_id, pending.idempotency_key) if pending.idempotency_key else None
+        if key is not None:
+            if key in self._in_flight:
+                raise Conflict("a request with this Idempotency-Key is still in flight")
+            self._in_flight.add(key)
+        try:
+            self._queue.put_nowait(pending)
+            # Shielded: a client that disconnects must not cancel a commit under way.
+            return await asyncio.shield(pending.future)
+        finally:
+            if key is not None:
+                self._in_flight.discard(key)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            try:
+                await self._fill(batch)
+                await self._write_resilient(batch)
+            except Exception as exc:  # the writer must survive anything; requests get 503
+                log.error("ingest_batch_crashed", error_type=type(exc).__name__)
+                _fail_all(batch, _store_unavailable)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _fill(self, batch: list[PendingMessage]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._batch_wait
+        while len(batch) < self._batch_max:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                return
+
+    async def _write_resilient(self, batch: list[PendingMessage]) -> None:
+        try:
+            await self._write(batch)
+            return
+        except (DBAPIError, OSError) as exc:
+            if len(batch) == 1:
+                if isinstance(exc, IntegrityError):
+                    # Most likely a concurrent process stored the same Idempotency-Key
+                    # first: a second pass finds its record and answers from it.
+                    try:
+                        await self._write(batch)
+                        return
+                    except (DBAPIError, OSError):
+                        pass
+                    _fail_all(batch, lambda: Conflict("the message conflicts with stored data"))
+                else:
+                    log.error("ingest_write_failed", error_type=type(exc).__name__)
+                    _fail_all(batch, _store_unavailable)
+                return
+        for pending in batch:
+            await self._write_resilient([pending])
+
+    async def _write(self, batch: Sequence[PendingMessage]) -> None:
+        now = self._clock()
+        outcomes: list[tuple[PendingMessage, IngestOutcome | CommCentreError]] = []
+        async with self._db.write_sessions() as session, session.begin():
+            keyed = [(p.client_id, p.idempotency_key) for p in batch if p.idempotency_key]
+            stored = await idempotency_repository.find_many(session, keyed, now=now)
+            if keyed and len(stored) < len(keyed):
+                # An expired record for a reused key would block the insert below.
+                await idempotency_repository.delete_expired(session, now=now, keys=keyed)
+            fresh: list[PendingMessage] = []
+            for pending in batch:
+                record = (
+                    stored.get((pending.client_id, pending.idempotency_key))
+                    if pending.idempotency_key
+                    else None
+                )
+                if record is None:
+                    fresh.append(pending)
+                elif (
+                    record.fingerprint != pending.fingerprint
+                    or record.operation != pending.operation
+                ):
+                    outcomes.append(
+                        (
+                            pending,
+                            UnprocessableContent(
+                                "this Idempotency-Key was used before with a different request body"
+                            ),
+                        )
+                    )
+                else:
+                    outcomes.append(
+                        (
+                            pending,
+                            IngestOutcome(record.status_code, dict(record.response), replayed=True),
+                        )
+                    )
+            if fresh:
+                await repository.insert_messages(session, [p.message_row for p in fresh])
+                await repository.insert_identifiers(
+                    session, [row for p in fresh for row in p.identifier_rows]
+                )
+                await idempotency_repository.insert_many(
+                    session,
+                    [
+                        {
+                            "client_id": p.client_id,
+                            "key": p.idempotency_key,
+                            "operation": p.operation,
+                            "fingerprint": p.fingerprint,
+                            "status_code": 202,
+                            "response": p.response,
+                            "created_at": now,
+                            "expires_at": now + self._idempotency_ttl,
+                        }
+                        for p in fresh
+                        if p.idempotency_key
+                    ],
+                )
+                await append(session, [p.audit for p in fresh], now=now)
+        # Committed: only now may anyone hear "accepted".
+        self.batches_written += 1
+        self.messages_written += len(fresh)
+        for pending in fresh:
+            outcomes.append((pending, IngestOutcome(202, pending.response)))
+        for pending, outcome in outcomes:
+            if pending.future.done():
+                continue
+            if isinstance(outcome, CommCentreError):
+                pending.future.set_exception(outcome)
+            else:
+                pending.future.set_result(outcome)
+
+
+def _store_unavailable() -> CommCentreError:
+    return ServiceUnavailable("the message store is unavailable", headers={"Retry-After": "5"})
+
+
+def _fail_all(batch: Sequence[PendingMessage], error: Callable[[], CommCentreError]) -> None:
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(error())

@@ -1,0 +1,660 @@
+"""Input schemas for exchange messages: the body of POST /v1/messages.
+
+commcentre's own person/object/event schema with UMF-like labels (DOMAIN.md); it
+claims conformance to no EU or Interpol format. Field values are personal data, so
+no error message written here contains the rejected value, and pydantic errors
+that would (the union tag, UUID parsing) are reworded.
+"""
+
+import json
+import re
+import unicodedata
+from collections.abc import Hashable
+from datetime import date, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+from uuid import UUID
+
+import pycountry
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError, PydanticKnownError
+
+from commcentre.clock import utcnow
+
+_H = TypeVar("_H", bound=Hashable)
+
+
+# Closed vocabularies (DOMAIN.md).
+class Direction(StrEnum):
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
+class MessageType(StrEnum):
+    REQUEST = "request"
+    REPLY = "reply"
+    SPONTANEOUS = "spontaneous"
+    HIT = "hit"
+    NOTICE = "notice"
+    DIFFUSION = "diffusion"
+    ACK = "ack"
+
+
+class Channel(StrEnum):
+    INTERPOL = "interpol"
+    EUROPOL = "europol"
+    SIRENE = "sirene"
+    BILATERAL = "bilateral"
+
+
+class Priority(StrEnum):
+    URGENT = "urgent"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class HandlingCode(StrEnum):
+    """Europol/SIENA handling codes; H3 carries free text in `h3_text`."""
+
+    H0 = "H0"
+    H1 = "H1"
+    H2 = "H2"
+    H3 = "H3"
+
+
+class SourceReliability(StrEnum):
+    """Europol 4x4 evaluation of the source."""
+
+    A = "A"
+    B = "B"
+    C = "C"
+    X = "X"
+
+
+class Sex(StrEnum):
+    M = "M"
+    F = "F"
+    X = "X"
+    U = "U"
+
+
+class PersonRole(StrEnum):
+    SUSPECT = "suspect"
+    WANTED = "wanted"
+    WITNESS = "witness"
+    VICTIM = "victim"
+    MISSING = "missing"
+
+
+class PersonWarning(StrEnum):
+    ARMED = "armed"
+    VIOLENT = "violent"
+    ESCAPED = "escaped"
+    SUICIDE_RISK = "suicide_risk"
+    PUBLIC_HEALTH = "public_health"
+    TERRORISM = "terrorism"
+
+
+class DocumentType(StrEnum):
+    PASSPORT = "passport"
+    DIPLOMATIC_PASSPORT = "diplomatic_passport"
+    SERVICE_PASSPORT = "service_passport"
+    ID_CARD = "id_card"
+    RESIDENCE_PERMIT = "residence_permit"
+    VISA = "visa"
+    DRIVING_LICENCE = "driving_licence"
+    VEHICLE_REGISTRATION = "vehicle_registration"
+    REFUGEE_TRAVEL_DOCUMENT = "refugee_travel_document"
+    BLANK = "blank"
+
+
+class DocumentStatus(StrEnum):
+    STOLEN = "stolen"
+    STOLEN_FROM_BEARER = "stolen_from_bearer"
+    LOST = "lost"
+    REVOKED = "revoked"
+    INVALID = "invalid"
+    STOLEN_BLANK = "stolen_blank"
+    FALSE = "false"
+
+
+class VehicleStatus(StrEnum):
+    STOLEN = "stolen"
+    MISAPPROPRIATED = "misappropriated"
+    SOUGHT_AS_EVIDENCE = "sought_as_evidence"
+    EXPORTED = "exported"
+    DESTROYED = "destroyed"
+
+
+class SubstanceForm(StrEnum):
+    POWDER = "powder"
+    TABLET = "tablet"
+    CAPSULE = "capsule"
+    LIQUID = "liquid"
+    PLANT = "plant"
+    RESIN = "resin"
+    BLOTTER = "blotter"
+
+
+class SubstanceUnit(StrEnum):
+    G = "g"
+    KG = "kg"
+    ML = "ml"
+    L = "l"
+    DOSAGE_UNITS = "dosage_units"
+    PLANTS = "plants"
+
+
+class SubjectKind(StrEnum):
+    PERSON = "person"
+    DOCUMENT = "document"
+    VEHICLE = "vehicle"
+    SUBSTANCE = "substance"
+
+
+def _error(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)
+
+
+# Country codes: ISO 3166-1 alpha-2/alpha-3 plus the ICAO Doc 9303 Part 3 codes that
+# differ from ISO (Germany's D; the UK nationality categories GBD, GBN, GBO, GBP, GBS).
+_COUNTRIES: dict[str, str] = {
+    **{c.alpha_2: c.alpha_2 for c in pycountry.countries},
+    **{c.alpha_3: c.alpha_2 for c in pycountry.countries},
+    "D": "DE",
+    **dict.fromkeys(("GBD", "GBN", "GBO", "GBP", "GBS"), "GB"),
+}
+
+
+def normalize_country(value: str) -> str:
+    """ISO 3166-1 alpha-2 for an alpha-2, alpha-3 or ICAO 9303 code, any case."""
+    # isascii() first: str.upper() maps some non-ASCII letters onto ASCII ones.
+    code = _COUNTRIES.get(value.strip().upper()) if value.isascii() else None
+    if code is None:
+        raise _error(
+            "country_code",
+            "unknown country code: expected ISO 3166-1 alpha-2 or alpha-3, or an ICAO 9303 code",
+        )
+    return code
+
+
+_PARTIAL_DATE = re.compile(r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?")
+
+
+def _check_partial_date(value: str) -> str:
+    match = _PARTIAL_DATE.fullmatch(value)
+    try:
+        if match is None:
+            raise ValueError
+        year, month, day = (int(part) if part else 1 for part in match.groups())
+        date(year, month, day)
+    except ValueError:
+        raise _error(
+            "partial_date", "must be a calendar date written YYYY, YYYY-MM or YYYY-MM-DD"
+        ) from None
+    return value
+
+
+_LANGUAGES = frozenset(lang.alpha_2 for lang in pycountry.languages if hasattr(lang, "alpha_2"))
+
+
+def _check_language(value: str) -> str:
+    code = value.lower()
+    if not code.isascii() or code not in _LANGUAGES:
+        raise _error("language_code", "unknown language code: expected ISO 639-1 (two letters)")
+    return code
+
+
+def _single_line(value: str) -> str:
+    # Control characters in names and codes break logs, CSV exports and partner forms.
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise _error("control_characters", "must not contain control characters")
+    return value
+
+
+def _multi_line(value: str) -> str:
+    if any(unicodedata.category(char) == "Cc" and char not in "\t\n\r" for char in value):
+        raise _error(
+            "control_characters", "must not contain control characters except tab and newline"
+        )
+    return value
+
+
+def _has_alnum(value: str) -> str:
+    # Separators are dropped from the blind index; an identifier of only separators
+    # would index as the empty string and match every other such record.
+    if not any(char.isalnum() for char in value):
+        raise _error("identifier", "must contain at least one letter or digit")
+    return value
+
+
+_VIN = re.compile(r"[A-HJ-NPR-Z0-9]{17}")
+
+
+def _normalize_vin(value: str) -> str:
+    # ISO 3779: I, O and Q are never used. The check digit (position 9) is only
+    # mandatory for North American VINs, so it is not verified.
+    vin = "".join(value.split()).upper()
+    if not value.isascii() or _VIN.fullmatch(vin) is None:
+        raise _error("vin", "VIN must be 17 characters from 0-9 and A-Z except I, O and Q")
+    return vin
+
+
+def cas_check_digit(digits: str) -> int:
+    """CAS Registry Number check digit of the digits before it (weights 1, 2, 3... from right)."""
+    return sum(weight * int(digit) for weight, digit in enumerate(reversed(digits), 1)) % 10
+
+
+_CAS = re.compile(r"([1-9][0-9]{1,6})-([0-9]{2})-([0-9])")
+
+
+def _check_cas(value: str) -> str:
+    match = _CAS.fullmatch(value)
+    if match is None:
+        raise _error("cas_rn_format", "CAS registry number must be written NNNNNNN-NN-N")
+    if cas_check_digit(match[1] + match[2]) != int(match[3]):
+        raise _error("cas_rn_check_digit", "CAS registry number check digit does not match")
+    return value
+
+
+# EU vehicle categories (Reg. 2018/858, 168/2013, 167/2013); suffix G = off-road.
+_VEHICLE_CATEGORY = re.compile(
+    r"[MN][1-3]G?|O[1-4]|L[1-7]e(?:-[A-Z][A-Z0-9]{0,2})?|(?:T[1-5]|R[1-4]|S[12])[ab]?|C[1-5]|[TCRS]"
+)
+
+
+def _check_vehicle_category(value: str) -> str:
+    if _VEHICLE_CATEGORY.fullmatch(value) is None:
+        raise _error("vehicle_category", "must be an EU vehicle category such as M1, N3G, O2, L3e")
+    return value
+
+
+_PARTNER_ID = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
+_COUNTRY_RECIPIENT = re.compile(r"[A-Z]{2,3}")
+
+
+def _normalize_recipient(value: str) -> str:
+    if _PARTNER_ID.fullmatch(value):
+        return value
+    if _COUNTRY_RECIPIENT.fullmatch(value):
+        return normalize_country(value)
+    raise _error(
+        "recipient",
+        "must be a partner id (lowercase letters, digits, '-') or an upper-case country code",
+    )
+
+
+def _latest_today() -> date:
+    # Dates arrive from every timezone; the calendar day anywhere is at most one day
+    # ahead of UTC, so a date up to tomorrow (UTC) is not in the future for someone.
+    return utcnow().date() + timedelta(days=1)
+
+
+def _not_future(value: date) -> date:
+    if value > _latest_today():
+        raise _error("date_in_future", "must not be in the future")
+    return value
+
+
+def _partial_not_future(value: str) -> str:
+    # ISO strings of equal precision order like the dates they denote.
+    if value > _latest_today().isoformat()[: len(value)]:
+        raise _error("date_in_future", "must not be in the future")
+    return value
+
+
+def _unique(items: list[_H]) -> list[_H]:
+    """Reject repeated items, reporting each repeat at its own index."""
+    seen: set[_H] = set()
+    errors: list[InitErrorDetails] = []
+    for index, item in enumerate(items):
+        if item in seen:
+            errors.append(
+                InitErrorDetails(
+                    type=_error("unique_items", "repeats an earlier item"), loc=(index,), input=item
+                )
+            )
+        seen.add(item)
+    if errors:
+        raise ValidationError.from_exception_data("unique_items", errors)
+    return items
+
+
+def _rebuild(error: ErrorDetails, loc: tuple[str | int, ...]) -> InitErrorDetails:
+    if error["type"] == "union_tag_not_found":
+        return InitErrorDetails(type="missing", loc=(*loc, "kind"), input=error["input"])
+    if error["type"] == "union_tag_invalid":
+        # Pydantic's message repeats the rejected tag; list the accepted ones only.
+        tags = str(error.get("ctx", {}).get("expected_tags", ""))
+        return InitErrorDetails(
+            type=_error("union_tag_invalid", f"kind must be one of {tags}"),
+            loc=(*loc, "kind"),
+            input=error["input"],
+        )
+    ctx = error.get("ctx")
+    try:
+        PydanticKnownError(error["type"], ctx)  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError):
+        return InitErrorDetails(
+            type=_error(error["type"], error["msg"]), loc=loc, input=error["input"]
+        )
+    details = InitErrorDetails(type=error["type"], loc=loc, input=error["input"])
+    if ctx is not None:
+        details["ctx"] = ctx
+    return details
+
+
+def tagged_union_list(*tags: str) -> WrapValidator:
+    """Validator for a list of discriminated-union items that reports errors by field path.
+
+    Pydantic puts the union tag into ``loc`` (``('subjects', 1, 'vehicle', 'vin')``);
+    clients address fields by path, so the tag is dropped: ``('subjects', 1, 'vin')``.
+    """
+
+    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            rebuilt = []
+            for error in exc.errors():
+                loc = error["loc"]
+                if len(loc) >= 2 and isinstance(loc[0], int) and loc[1] in tags:
+                    loc = (loc[0], *loc[2:])
+                rebuilt.append(_rebuild(error, loc))
+            raise ValidationError.from_exception_data(exc.title, rebuilt) from None
+
+    return WrapValidator(validate)
+
+
+def _uuid_without_echo(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    # Pydantic's UUID message quotes the offending character.
+    try:
+        return handler(value)
+    except ValidationError:
+        raise _error("uuid", "must be a UUID") from None
+
+
+# Reusable field types.
+CountryCode = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=3),
+    AfterValidator(normalize_country),
+    Field(description="ISO 3166-1 alpha-2; alpha-3 and ICAO 9303 codes are normalised to it"),
+]
+PartialDate = Annotated[
+    str,
+    StringConstraints(min_length=4, max_length=10),
+    AfterValidator(_check_partial_date),
+    Field(description="YYYY, YYYY-MM or YYYY-MM-DD", examples=["1984-07"]),
+]
+PastPartialDate = Annotated[PartialDate, AfterValidator(_partial_not_future)]
+PastDate = Annotated[date, AfterValidator(_not_future)]
+LanguageCode = Annotated[
+    str, StringConstraints(min_length=2, max_length=2), AfterValidator(_check_language)
+]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(_single_line)]
+ShortText = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_single_line)
+]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_single_line)]
+FreeText = Annotated[
+    str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_multi_line)
+]
+Body = Annotated[
+    str, StringConstraints(min_length=1, max_length=20_000), AfterValidator(_multi_line)
+]
+Identifier = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64),
+    AfterValidator(_single_line),
+    AfterValidator(_has_alnum),
+]
+Reference = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(_single_line)
+]
+BiometricRef = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/#-]{0,127}$"),
+    Field(description="Reference into a biometric system; never biometric data itself"),
+]
+Vin = Annotated[str, StringConstraints(min_length=1, max_length=40), AfterValidator(_normalize_vin)]
+CasNumber = Annotated[str, StringConstraints(max_length=20), AfterValidator(_check_cas)]
+VehicleCategory = Annotated[
+    str, StringConstraints(max_length=8), AfterValidator(_check_vehicle_category)
+]
+Recipient = Annotated[
+    str,
+    StringConstraints(min_length=2, max_length=63),
+    AfterValidator(_normalize_recipient),
+    Field(description="Partner id (lowercase slug) or country code, normalised to alpha-2"),
+]
+LegalBasis = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{1,63}$")]
+CaseRef = Annotated[
+    str, StringConstraints(max_length=64, pattern=r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$")
+]
+
+
+class InputModel(BaseModel):
+    """Base of request bodies: unknown fields are rejected, strings are stripped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Person(InputModel):
+    kind: Literal["person"]
+    surnames: list[Name] = Field(default=[], max_length=20)
+    forenames: list[Name] = Field(default=[], max_length=20)
+    name_at_birth: Name | None = None
+    aliases: list[Name] = Field(default=[], max_length=20)
+    sex: Sex | None = None
+    date_of_birth: PastPartialDate | None = None
+    place_of_birth: ShortText | None = None
+    country_of_birth: CountryCode | None = None
+    nationalities: Annotated[list[CountryCode], AfterValidator(_unique)] = Field(
+        default=[], max_length=20
+    )
+    role: PersonRole | None = None
+    warnings: Annotated[list[PersonWarning], AfterValidator(_unique)] = Field(
+        default=[], max_length=len(PersonWarning)
+    )
+    national_id: Identifier | None = None
+    document_refs: list[Reference] = Field(default=[], max_length=50)
+    biometric_refs: list[BiometricRef] = Field(default=[], max_length=50)
+
+    @model_validator(mode="after")
+    def _identifiable(self) -> "Person":
+        if not (
+            self.surnames
+            or self.forenames
+            or self.name_at_birth
+            or self.aliases
+            or self.national_id
+            or self.document_refs
+            or self.biometric_refs
+        ):
+            raise _error(
+                "person_unidentified",
+                "a person needs surnames, forenames, name_at_birth, aliases, national_id, "
+                "document_refs or biometric_refs",
+            )
+        return self
+
+
+class Document(InputModel):
+    """A document; Interpol SLTD needs number, type, issuing_country and status."""
+
+    kind: Literal["document"]
+    number: Identifier
+    type: DocumentType
+    issuing_country: CountryCode
+    issued_on: date | None = None
+    expires_on: date | None = None
+    status: DocumentStatus
+    event_date: PastDate | None = None
+    event_country: CountryCode | None = None
+
+    @field_validator("expires_on")
+    @classmethod
+    def _expires_after_issue(cls, value: date | None, info: ValidationInfo) -> date | None:
+        issued = info.data.get("issued_on")
+        if value is not None and issued is not None and value < issued:
+            raise _error("date_order", "expires_on must not be before issued_on")
+        return value
+
+
+class Vehicle(InputModel):
+    """A vehicle; needs a VIN, or a plate with its registration country."""
+
+    kind: Literal["vehicle"]
+    vin: Vin | None = None
+    plate: Identifier | None = None
+    registration_country: CountryCode | None = Field(default=None, validate_default=True)
+    make: ShortText | None = None
+    model: ShortText | None = None
+    colour: ShortText | None = None
+    category: VehicleCategory | None = None
+    status: VehicleStatus | None = None
+
+    @field_validator("registration_country")
+    @classmethod
+    def _plate_needs_country(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A plate is only unique within its country; without a VIN it must say which.
+        vin_absent = "vin" in info.data and info.data["vin"] is None
+        if value is None and info.data.get("plate") and vin_absent:
+            raise _error("plate_without_country", "registration_country is required with a plate")
+        return value
+
+    @model_validator(mode="after")
+    def _identifiable(self) -> "Vehicle":
+        if self.vin is None and self.plate is None:
+            raise _error(
+                "vehicle_unidentified", "a vehicle needs a vin, or a plate and registration_country"
+            )
+        return self
+
+
+class Substance(InputModel):
+    kind: Literal["substance"]
+    name: ShortText | None = None
+    cas_rn: CasNumber | None = None
+    form: SubstanceForm | None = None
+    quantity: Decimal | None = Field(default=None, gt=0, max_digits=15, decimal_places=3)
+    unit: SubstanceUnit | None = Field(default=None, validate_default=True)
+    purity_pct: Decimal | None = Field(default=None, ge=0, le=100, max_digits=6, decimal_places=3)
+    markings: FreeText | None = None
+    seized_on: PastDate | None = None
+    seizure_country: CountryCode | None = None
+
+    @field_validator("unit")
+    @classmethod
+    def _unit_with_quantity(
+        cls, value: SubstanceUnit | None, info: ValidationInfo
+    ) -> SubstanceUnit | None:
+        if "quantity" not in info.data:  # quantity itself was rejected
+            return value
+        if info.data["quantity"] is not None and value is None:
+            raise _error("unit_missing", "unit is required when quantity is given")
+        if info.data["quantity"] is None and value is not None:
+            raise _error("quantity_missing", "unit is only allowed together with quantity")
+        return value
+
+    @model_validator(mode="after")
+    def _identifiable(self) -> "Substance":
+        if not (self.name or self.cas_rn or self.form or self.markings):
+            raise _error(
+                "substance_unidentified", "a substance needs a name, cas_rn, form or markings"
+            )
+        return self
+
+
+Subject = Annotated[Person | Document | Vehicle | Substance, Field(discriminator="kind")]
+
+# The example of API.md, shown in the OpenAPI documentation.
+MESSAGE_EXAMPLE: dict[str, Any] = json.loads("""
+{
+  "type": "request",
+  "channel": "interpol",
+  "recipients": ["SE"],
+  "priority": "urgent",
+  "legal_basis": "DIR_2023_977",
+  "handling_codes": ["H2"],
+  "source_reliability": "B",
+  "info_accuracy": 2,
+  "case_ref": "FI-NBI-2026-004411",
+  "subjects": [
+    {"kind": "person", "surnames": ["VIRTANEN"], "forenames": ["MATTI"],
+     "date_of_birth": "1984-07", "nationalities": ["FI"], "role": "suspect"},
+    {"kind": "document", "number": "XP1234567", "type": "passport",
+     "issuing_country": "FI", "status": "stolen"},
+    {"kind": "vehicle", "vin": "WVWZZZ1KZAW000001", "plate": "ABC-123",
+     "registration_country": "FI", "status": "stolen"},
+    {"kind": "substance", "name": "amphetamine", "form": "powder",
+     "quantity": "12.5", "unit": "kg", "purity_pct": 35}
+  ],
+  "body": "Suspect crossed at Tornio on 2026-11-27; vehicle reported stolen."
+}
+""")
+
+
+class MessageIn(InputModel):
+    """An outbound exchange message; `id`, `direction` and `status` are set by the server."""
+
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra={"example": MESSAGE_EXAMPLE}
+    )
+
+    type: MessageType
+    channel: Channel | None = None
+    recipients: Annotated[list[Recipient], AfterValidator(_unique)] = Field(
+        default=[], max_length=50
+    )
+    priority: Priority = Priority.NORMAL
+    urgency_reason: ShortText | None = None
+    legal_basis: LegalBasis
+    handling_codes: Annotated[list[HandlingCode], AfterValidator(_unique)] = Field(
+        default=[], max_length=len(HandlingCode)
+    )
+    h3_text: ShortText | None = Field(default=None, validate_default=True)
+    source_reliability: SourceReliability | None = None
+    info_accuracy: int | None = Field(default=None, ge=1, le=4, strict=True)
+    classification: Code | None = None
+    language: LanguageCode | None = None
+    offence: Code | None = None
+    case_ref: CaseRef | None = None
+    in_reply_to: Annotated[UUID, WrapValidator(_uuid_without_echo)] | None = None
+    partner_ref: Reference | None = None
+    subjects: Annotated[list[Subject], tagged_union_list(*SubjectKind), Field(max_length=100)] = []
+    body: Body | None = Field(default=None, validate_default=True)
+
+    @field_validator("h3_text")
+    @classmethod
+    def _h3_text_with_h3(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if "handling_codes" not in info.data:  # handling_codes itself was rejected
+            return value
+        has_h3 = HandlingCode.H3 in info.data["handling_codes"]
+        if has_h3 and value is None:
+            raise _error("h3_text_missing", "h3_text is required with handling code H3")
+        if not has_h3 and value is not None:
+            raise _error("h3_text_without_h3", "h3_text is only allowed with handling code H3")
+        return value
+
+    @field_validator("body")
+    @classmethod
+    def _content(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("subjects") == []:
+            raise _error("message_empty", "a message needs at least one subject or a body")
+        return value

@@ -1,0 +1,267 @@
+"""Message rules: sealing, ownership, consultation and lookups."""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commcentre.audit.service import AuditAction, AuditRecord, append
+from commcentre.auth.deps import Principal
+from commcentre.auth.scopes import Scope
+from commcentre.crypto import BlindIndex, CryptoError, Envelope, SealedPayload
+from commcentre.errors import Conflict, NotFound
+from commcentre.idempotency.headers import fingerprint
+from commcentre.ids import new_id
+from commcentre.messages import repository
+from commcentre.messages.identifiers import (
+    IdentifierKind,
+    LookupRequest,
+    message_tokens,
+    normalize_identifier,
+    query_tokens,
+)
+from commcentre.messages.ingest import PendingMessage
+from commcentre.messages.models import Message
+from commcentre.messages.repository import MessageFilter, Visibility
+from commcentre.messages.schemas import MessageIn, SubjectKind
+from commcentre.messages.views import LookupHit, LookupResponse, MessageOut, MessageSummary
+
+ENVELOPE_CONTEXT = "message"
+SUBMIT_OPERATION = "POST /v1/messages"
+LOOKUP_MAX_IDS = 20
+
+_KIND_BITS = {kind: 1 << i for i, kind in enumerate(SubjectKind)}
+
+
+@dataclass(frozen=True, slots=True)
+class MessageVault:
+    """What seals and indexes message payloads (built once in the lifespan)."""
+
+    envelope: Envelope
+    blind_index: BlindIndex
+    retention: timedelta
+
+    def case_ref_digest(self, case_ref: str) -> bytes:
+        return self.blind_index.digest(IdentifierKind.CASE_REF, normalize_identifier(case_ref))
+
+
+def kind_bits(kinds: Sequence[str]) -> int:
+    bits = 0
+    for kind in kinds:
+        bits |= _KIND_BITS[SubjectKind(kind)]
+    return bits
+
+
+def kinds_of(bits: int) -> list[SubjectKind]:
+    return [kind for kind, bit in _KIND_BITS.items() if bits & bit]
+
+
+def visibility_for(principal: Principal) -> Visibility:
+    return Visibility(
+        client_id=principal.client_id,
+        sees_all=principal.is_admin,
+        sees_inbound=principal.has(Scope.MESSAGES_READ),
+    )
+
+
+def prepare_outbound(
+    message: MessageIn,
+    *,
+    principal: Principal,
+    idempotency_key: str | None,
+    vault: MessageVault,
+    now: datetime,
+) -> PendingMessage:
+    """Seal and index a validated message; nothing is written yet."""
+    message_id = new_id()
+    canonical = message.model_dump_json(exclude_none=True).encode()
+    sealed = vault.envelope.seal(canonical, record_id=message_id, context=ENVELOPE_CONTEXT)
+    kinds = sorted({subject.kind for subject in message.subjects})
+    digests = {vault.blind_index.digest(kind, token) for kind, token in message_tokens(message)}
+    row: dict[str, Any] = {
+        "id": message_id,
+        "direction": "outbound",
+        "type": message.type.value,
+        "channel": message.channel.value if message.channel else None,
+        "recipients": list(message.recipients),
+        "priority": message.priority.value,
+        "legal_basis": message.legal_basis,
+        "handling_codes": [code.value for code in message.handling_codes],
+        "subject_kinds": kind_bits(kinds),
+        "status": "accepted",
+        "in_reply_to": message.in_reply_to,
+        "client_id": principal.client_id,
+        "created_at": now,
+        "purge_after": now + vault.retention,
+        "enc_format": sealed.format_version,
+        "key_version": sealed.key_version,
+        "wrapped_key": sealed.wrapped_key,
+        "ciphertext": sealed.ciphertext,
+    }
+    response = {
+        "id": str(message_id),
+        "status": "accepted",
+        "created_at": now.isoformat().replace("+00:00", "Z"),
+        "deliveries": [],
+    }
+    return PendingMessage(
+        client_id=principal.client_id,
+        operation=SUBMIT_OPERATION,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint(SUBMIT_OPERATION, canonical),
+        message_row=row,
+        identifier_rows=[{"message_id": message_id, "digest": d} for d in digests],
+        audit=AuditRecord(
+            action=AuditAction.COLLECTION,
+            event="message.ingested",
+            actor=principal.actor,
+            subject_type="message",
+            subject_id=str(message_id),
+            details={"direction": "outbound", "type": message.type.value, "subject_kinds": kinds},
+            occurred_at=now,
+        ),
+        response=response,
+    )
+
+
+def summary_of(row: Any) -> MessageSummary:
+    return MessageSummary(
+        id=row.id,
+        direction=row.direction,
+        type=row.type,
+        channel=row.channel,
+        recipients=list(row.recipients),
+        priority=row.priority,
+        legal_basis=row.legal_basis,
+        handling_codes=list(row.handling_codes),
+        subject_kinds=kinds_of(row.subject_kinds),
+        status=row.status,
+        in_reply_to=row.in_reply_to,
+        submitted_by=row.client_id,
+        created_at=row.created_at,
+    )
+
+
+async def get_visible(
+    session: AsyncSession, message_id: uuid.UUID, *, principal: Principal
+) -> Message:
+    """The message if this client may see it; another client's id is 'not found'."""
+    message = await repository.get_visible(session, message_id, visibility_for(principal))
+    if message is None:
+        raise NotFound(f"message {message_id} does not exist")
+    return message
+
+
+def unseal(message: Message, *, vault: MessageVault) -> MessageOut:
+    """Decrypt a message into its full view (plaintext lives only in memory)."""
+    sealed = SealedPayload(
+        format_version=message.enc_format,
+        key_version=message.key_version,
+        wrapped_key=message.wrapped_key,
+        ciphertext=message.ciphertext,
+    )
+    try:
+        plaintext = vault.envelope.open(sealed, record_id=message.id, context=ENVELOPE_CONTEXT)
+        content = MessageIn.model_validate_json(plaintext)
+    except (CryptoError, ValidationError):
+        raise Conflict(
+            f"message {message.id} cannot be decrypted: its stored payload failed the integrity "
+            "check (tampered, moved between rows, or sealed under a retired key)"
+        ) from None
+    return MessageOut(**summary_of(message).model_dump(), content=content)
+
+
+async def record_consultation(
+    session: AsyncSession,
+    message: Message,
+    *,
+    principal: Principal,
+    justification: str,
+    now: datetime,
+) -> None:
+    """Audit a read of a payload (LED Art. 25: consultation, with its justification)."""
+    await append(
+        session,
+        [
+            AuditRecord(
+                action=AuditAction.CONSULTATION,
+                event="message.read",
+                actor=principal.actor,
+                subject_type="message",
+                subject_id=str(message.id),
+                justification=justification,
+                occurred_at=now,
+            )
+        ],
+        now=now,
+    )
+
+
+async def list_messages(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    filters: MessageFilter,
+    after: uuid.UUID | None,
+    descending: bool,
+    limit: int,
+) -> list[MessageSummary]:
+    rows = await repository.list_metadata(
+        session, visibility_for(principal), filters, after=after, descending=descending, limit=limit
+    )
+    return [summary_of(row) for row in rows]
+
+
+async def lookup(
+    read_session: AsyncSession,
+    write_session: AsyncSession,
+    request: LookupRequest,
+    *,
+    principal: Principal,
+    vault: MessageVault,
+    justification: str | None,
+    now: datetime,
+) -> LookupResponse:
+    """Hit check through the blind index: no payload is decrypted."""
+    visibility = visibility_for(principal)
+    results: list[LookupHit] = []
+    for index, query in enumerate(request.queries):
+        digests = [vault.blind_index.digest(kind, token) for kind, token in query_tokens(query)]
+        hits = await repository.find_by_digests(
+            read_session, digests, visibility, max_ids=LOOKUP_MAX_IDS
+        )
+        results.append(
+            LookupHit(
+                query_index=index,
+                kind=query.kind,
+                hit=hits.count > 0,
+                matches=hits.count,
+                first_seen=hits.first_seen,
+                last_seen=hits.last_seen,
+                message_ids=hits.message_ids,
+            )
+        )
+    await append(
+        write_session,
+        [
+            AuditRecord(
+                action=AuditAction.CONSULTATION,
+                event="lookup.performed",
+                actor=principal.actor,
+                subject_type="blind_index",
+                justification=justification,
+                details={
+                    "queries": len(request.queries),
+                    "kinds": sorted({q.kind for q in request.queries}),
+                    "hits": sum(1 for r in results if r.hit),
+                },
+                occurred_at=now,
+            )
+        ],
+        now=now,
+    )
+    return LookupResponse(results=results)

@@ -1,0 +1,33 @@
+"""The objects a running process shares, built once in the lifespan and passed in."""
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from commcentre.auth.deps import Authenticator
+from commcentre.clock import Clock
+from commcentre.config import Settings
+from commcentre.crypto import KeyProvider
+from commcentre.db import Database
+from commcentre.messages.ingest import IngestWriter
+from commcentre.messages.service import MessageVault
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    db: Database
+    keys: KeyProvider
+    vault: MessageVault
+    ingest: IngestWriter
+    authenticator: Authenticator
+    clock: Clock
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -1,0 +1,144 @@
+"""Fixtures: one migrated database per run (SQLite, or PostgreSQL when
+COMMCENTRE_TEST_DATABASE_URL is set), the app in-process, and client factories.
+
+Tests stay independent by creating their own API clients: a client sees only
+its own messages, so no test reads another's data.
+"""
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from commcentre.app import create_app
+from commcentre.auth.service import create_client
+from commcentre.clock import utcnow
+from commcentre.config import Settings
+from commcentre.db import Database
+from commcentre.migrate import upgrade
+
+PG_ENV = "COMMCENTRE_TEST_DATABASE_URL"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get(PG_ENV, "").startswith("postgresql"):
+        return
+    needs_pg = [item for item in items if "postgres" in item.keywords]
+    if not needs_pg:
+        return
+    if os.environ.get("CI"):
+        # CI never skips them: .ci/run runs the suite again on PostgreSQL, where they run.
+        items[:] = [item for item in items if "postgres" not in item.keywords]
+        config.hook.pytest_deselected(items=needs_pg)
+        return
+    for item in needs_pg:
+        item.add_marker(pytest.mark.skip(reason=f"needs PostgreSQL ({PG_ENV})"))
+
+
+def reset_postgres(url: str) -> None:
+    """Empty the test database's public schema."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def reset() -> None:
+        engine = create_async_engine(url)
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+        await engine.dispose()
+
+    asyncio.run(reset())
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get(PG_ENV)
+    if url:
+        reset_postgres(url)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'commcentre.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def keyring_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys") / "keyring.json"
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, keyring_path: Path) -> Settings:
+    return Settings(database_url=database_url, keyring_path=keyring_path, ingest_batch_wait_ms=0.5)
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://commcentre.test") as client:
+        yield client
+
+
+@dataclass(frozen=True)
+class ApiUser:
+    id: uuid.UUID
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+MakeUser = Callable[..., Awaitable[ApiUser]]
+
+
+@pytest.fixture(scope="session")
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    database = Database(settings.database_url)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture(scope="session")
+def make_user(db: Database) -> MakeUser:
+    async def make(*scopes: str, name: str = "test-system") -> ApiUser:
+        async with db.write_sessions() as session, session.begin():
+            issued = await create_client(
+                session,
+                name=name,
+                scopes=list(scopes) or ["messages:write", "messages:read"],
+                actor="test",
+                now=utcnow(),
+            )
+        return ApiUser(issued.client.id, issued.api_key)
+
+    return make
+
+
+@pytest.fixture
+async def user(make_user: MakeUser) -> ApiUser:
+    return await make_user("messages:write", "messages:read")
+
+
+@pytest.fixture
+async def admin(make_user: MakeUser) -> ApiUser:
+    return await make_user("admin", name="admin")
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("COMMCENTRE_") and name != PG_ENV:
+            monkeypatch.delenv(name)
