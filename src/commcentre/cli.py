@@ -51,8 +51,10 @@ def serve(
     import uvicorn
 
     from commcentre.app import create_app
+    from commcentre.logs import configure_logging
 
     settings = Settings()
+    configure_logging(json=settings.environment == "prod")
     uvicorn.run(
         create_app(settings),
         host=host or settings.host,

@@ -31,6 +31,8 @@ from commcentre.messages import repository
 
 log = structlog.get_logger(__name__)
 
+IDEMPOTENCY_PURGE_INTERVAL = 600.0  # seconds; records live >= 24 h, so this is plenty
+
 
 @dataclass(frozen=True, slots=True)
 class IngestOutcome:
@@ -112,8 +114,17 @@ class IngestWriter:
                 self._in_flight.discard(key)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_purge = loop.time()
         while True:
-            batch = [await self._queue.get()]
+            if loop.time() >= next_purge:
+                await self._purge_expired_keys()
+                next_purge = loop.time() + IDEMPOTENCY_PURGE_INTERVAL
+            try:
+                first = await asyncio.wait_for(self._queue.get(), next_purge - loop.time())
+            except TimeoutError:
+                continue
+            batch = [first]
             try:
                 await self._fill(batch)
                 await self._write_resilient(batch)
@@ -123,6 +134,17 @@ class IngestWriter:
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    async def _purge_expired_keys(self) -> None:
+        # Runs in the writer so that it never competes with it for SQLite's write lock.
+        try:
+            async with self._db.write_sessions() as session, session.begin():
+                removed = await idempotency_repository.delete_expired(session, now=self._clock())
+        except (DBAPIError, OSError) as exc:
+            log.warning("idempotency_purge_failed", error_type=type(exc).__name__)
+            return
+        if removed:
+            log.info("idempotency_keys_purged", count=removed)
 
     async def _fill(self, batch: list[PendingMessage]) -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,166 @@
+"""The group-commit writer: batching, isolation of bad messages, outages, shutdown."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from commcentre.audit.service import verify_chain
+from commcentre.auth.deps import Principal
+from commcentre.clock import utcnow
+from commcentre.crypto import BlindIndex, Envelope, FileKeyring
+from commcentre.db import Database
+from commcentre.errors import Conflict, ServiceUnavailable
+from commcentre.idempotency.models import IdempotencyRecord
+from commcentre.messages.ingest import IngestWriter, PendingMessage
+from commcentre.messages.models import Message
+from commcentre.messages.schemas import MessageIn
+from commcentre.messages.service import MessageVault, prepare_outbound
+from tests.conftest import ApiUser
+from tests.factories import EXAMPLE_MESSAGE
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> MessageVault:
+    keyring = FileKeyring.generate(tmp_path / "keyring.json", dev=True)
+    return MessageVault(
+        envelope=Envelope(keyring),
+        blind_index=BlindIndex(keyring.blind_index_key()),
+        retention=timedelta(days=30),
+    )
+
+
+def writer_for(db: Database, *, wait: float = 0.05) -> IngestWriter:
+    return IngestWriter(
+        db, clock=utcnow, batch_max=100, batch_wait=wait, idempotency_ttl=timedelta(hours=24)
+    )
+
+
+@pytest.fixture
+async def writer(db: Database) -> AsyncIterator[IngestWriter]:
+    ingest = writer_for(db)
+    await ingest.start()
+    yield ingest
+    await ingest.stop()
+
+
+def pending_for(user: ApiUser, vault: MessageVault, key: str | None = None) -> PendingMessage:
+    principal = Principal(user.id, "test", frozenset({"messages:write"}))
+    return prepare_outbound(
+        MessageIn.model_validate(EXAMPLE_MESSAGE),
+        principal=principal,
+        idempotency_key=key,
+        vault=vault,
+        now=utcnow(),
+    )
+
+
+async def stored_ids(db: Database, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    async with db.read_sessions() as session:
+        result = await session.execute(select(Message.id).where(Message.id.in_(ids)))
+        return set(result.scalars())
+
+
+async def test_a_bad_message_does_not_fail_its_neighbours(
+    writer: IngestWriter, db: Database, user: ApiUser, vault: MessageVault
+) -> None:
+    batch = [pending_for(user, vault) for _ in range(5)]
+    # A submitter that does not exist breaks the foreign key: only this one may fail.
+    batch[2].message_row["client_id"] = uuid.uuid4()
+    before = writer.batches_written
+    outcomes = await asyncio.gather(*(writer.submit(p) for p in batch), return_exceptions=True)
+    assert isinstance(outcomes[2], Conflict)
+    good = [p for i, p in enumerate(batch) if i != 2]
+    assert all(o.status_code == 202 for i, o in enumerate(outcomes) if i != 2)  # type: ignore[union-attr]
+    ids = [p.message_row["id"] for p in batch]
+    assert await stored_ids(db, ids) == {p.message_row["id"] for p in good}
+    # One failed batch, then each message alone.
+    assert writer.batches_written - before == len(good)
+    async with db.read_sessions() as session:
+        assert (await verify_chain(session)).ok
+
+
+async def test_concurrent_messages_share_one_transaction(
+    writer: IngestWriter, user: ApiUser, vault: MessageVault
+) -> None:
+    before = writer.batches_written
+    outcomes = await asyncio.gather(*(writer.submit(pending_for(user, vault)) for _ in range(40)))
+    assert {o.status_code for o in outcomes} == {202}
+    assert writer.batches_written - before == 1
+
+
+async def test_an_unreachable_store_answers_503_and_the_writer_survives(
+    tmp_path: Path, user: ApiUser, vault: MessageVault
+) -> None:
+    broken = Database(f"sqlite+aiosqlite:///{tmp_path / 'missing-dir' / 'x.db'}")
+    ingest = writer_for(broken, wait=0)
+    await ingest.start()
+    try:
+        for _ in range(2):
+            with pytest.raises(ServiceUnavailable):
+                await ingest.submit(pending_for(user, vault))
+    finally:
+        await ingest.stop()
+        await broken.dispose()
+
+
+async def test_stop_writes_what_is_queued(db: Database, user: ApiUser, vault: MessageVault) -> None:
+    ingest = writer_for(db, wait=0.2)
+    await ingest.start()
+    batch = [pending_for(user, vault) for _ in range(10)]
+    tasks = [asyncio.create_task(ingest.submit(p)) for p in batch]
+    await asyncio.sleep(0.01)
+    await ingest.stop()
+    assert {(await t).status_code for t in tasks} == {202}
+    assert len(await stored_ids(db, [p.message_row["id"] for p in batch])) == 10
+    with pytest.raises(ServiceUnavailable):
+        await ingest.submit(pending_for(user, vault))
+
+
+async def test_expired_idempotency_keys_are_purged_and_reusable(
+    db: Database, user: ApiUser, vault: MessageVault
+) -> None:
+    key = f"purge-{uuid.uuid4()}"
+    past = utcnow() - timedelta(days=3)
+    ingest = IngestWriter(
+        db, clock=lambda: past, batch_max=10, batch_wait=0, idempotency_ttl=timedelta(hours=24)
+    )
+    await ingest.start()
+    first = await ingest.submit(pending_for(user, vault, key))
+    await ingest.stop()
+    # Two days later the record has expired: the same key makes a new message.
+    ingest = writer_for(db, wait=0)
+    await ingest.start()
+    try:
+        second = await ingest.submit(pending_for(user, vault, key))
+        assert second.body["id"] != first.body["id"]
+        assert not second.replayed
+    finally:
+        await ingest.stop()
+    async with db.write_sessions() as session, session.begin():
+        record = IdempotencyRecord(
+            client_id=user.id,
+            key=f"old-{uuid.uuid4()}",
+            operation="POST /v1/messages",
+            fingerprint=bytes(32),
+            status_code=202,
+            response={},
+            created_at=past,
+            expires_at=past + timedelta(hours=24),
+        )
+        session.add(record)
+    ingest = writer_for(db, wait=0)
+    await ingest.start()  # the writer purges expired records when it starts, then every 10 min
+    await asyncio.sleep(0.2)
+    await ingest.stop()
+    async with db.read_sessions() as session:
+        left = await session.scalar(
+            select(func.count())
+            .select_from(IdempotencyRecord)
+            .where(IdempotencyRecord.expires_at <= utcnow())
+        )
+    assert left == 0
