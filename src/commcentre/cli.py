@@ -5,7 +5,8 @@ import getpass
 import json
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -17,7 +18,10 @@ from commcentre.config import Settings
 T = TypeVar("T")
 
 app = typer.Typer(
-    help="commcentre: message gateway of a police Communications Centre.", no_args_is_help=True
+    help="commcentre: message gateway of a police Communications Centre.",
+    no_args_is_help=True,
+    # A traceback must never print local variables: they can hold key material.
+    pretty_exceptions_show_locals=False,
 )
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 keys_app = typer.Typer(help="Key-encryption keys and the keyring file.", no_args_is_help=True)
@@ -40,6 +44,20 @@ def _run(factory: Callable[[], Awaitable[T]]) -> T:
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=1)
+
+
+@contextmanager
+def _keyring_errors() -> Iterator[None]:
+    """A missing, unreadable or malformed keyring, or a refused operation: one line, exit 1.
+
+    Crypto error messages name the file and the field, never key material.
+    """
+    from commcentre.crypto import CryptoError
+
+    try:
+        yield
+    except CryptoError as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command()
@@ -98,7 +116,7 @@ def db_downgrade(revision: str) -> None:
 @db_app.command("current")
 def db_current() -> None:
     """Show the database's revision and the code's head."""
-    from sqlalchemy import text
+    from alembic.runtime.migration import MigrationContext
 
     from commcentre.db import Database
     from commcentre.migrate import head_revision
@@ -107,9 +125,10 @@ def db_current() -> None:
         db = Database(Settings().database_url)
         try:
             async with db.read_engine.connect() as conn:
-                return (
-                    await conn.execute(text("SELECT version_num FROM alembic_version"))
-                ).scalar_one_or_none()
+                # None as well for a database never migrated (no alembic_version table).
+                return await conn.run_sync(
+                    lambda sync: MigrationContext.configure(sync).get_current_revision()
+                )
         finally:
             await db.dispose()
 
@@ -131,7 +150,8 @@ def keys_generate(
         if if_missing:
             return
         raise _fail(f"{path} exists; a new keyring would make every stored message unreadable")
-    keyring = FileKeyring.generate(path, dev=dev)
+    with _keyring_errors():
+        keyring = FileKeyring.generate(path, dev=dev)
     typer.echo(f"keyring written to {path} (KEK version {keyring.current_version})")
 
 
@@ -140,8 +160,8 @@ def keys_rotate() -> None:
     """Add a new KEK version and make it current; then run `keys rewrap`."""
     from commcentre.crypto import FileKeyring
 
-    keyring = FileKeyring.load(Settings().keyring_path)
-    version = keyring.rotate()
+    with _keyring_errors():
+        version = FileKeyring.load(Settings().keyring_path).rotate()
     typer.echo(
         f"KEK version {version} is current; run `commcentre keys rewrap` to move old messages"
     )
@@ -155,7 +175,8 @@ def keys_status() -> None:
     from commcentre.messages import repository
 
     settings = Settings()
-    keyring = FileKeyring.load(settings.keyring_path)
+    with _keyring_errors():
+        keyring = FileKeyring.load(settings.keyring_path)
 
     async def counts() -> dict[int, int]:
         db = Database(settings.database_url)
@@ -183,22 +204,27 @@ def keys_rewrap(
     """Rewrap every message's data key under the current KEK (resumable, batched)."""
     from commcentre.audit.service import AuditAction, AuditRecord, append
     from commcentre.clock import utcnow
-    from commcentre.crypto import Envelope, FileKeyring
+    from commcentre.crypto import CryptoError, Envelope, FileKeyring
     from commcentre.db import Database
     from commcentre.messages.rewrap import rewrap_batch
 
     settings = Settings()
-    keyring = FileKeyring.load(settings.keyring_path)
+    with _keyring_errors():
+        keyring = FileKeyring.load(settings.keyring_path)
     envelope = Envelope(keyring)
+    total = 0
 
-    async def rewrap() -> int:
+    async def rewrap() -> None:
+        nonlocal total
         db = Database(settings.database_url)
-        total = 0
         try:
             while True:
+                # One version per batch, for the rows and the audit entry alike (the
+                # keyring follows a rotation made meanwhile by another process).
+                target = keyring.current_version
                 async with db.write_sessions() as session, session.begin():
                     batch = await rewrap_batch(
-                        session, envelope, target_version=keyring.current_version, limit=batch_size
+                        session, envelope, target_version=target, limit=batch_size
                     )
                     if batch.rewrapped:
                         now = utcnow()
@@ -210,10 +236,7 @@ def keys_rewrap(
                                     event="keys.rewrapped",
                                     actor=_actor(),
                                     subject_type="keyring",
-                                    details={
-                                        "messages": batch.rewrapped,
-                                        "to_version": keyring.current_version,
-                                    },
+                                    details={"messages": batch.rewrapped, "to_version": target},
                                     occurred_at=now,
                                 )
                             ],
@@ -223,11 +246,15 @@ def keys_rewrap(
                 if batch.examined:
                     typer.echo(f"rewrapped {total} so far")
                 if batch.examined < batch_size:
-                    return total
+                    return
         finally:
             await db.dispose()
 
-    total = _run(rewrap)
+    try:
+        _run(rewrap)
+    except CryptoError as exc:
+        # A data key that cannot be unwrapped stops the run; committed batches stay done.
+        raise _fail(f"{exc}; {total} messages were rewrapped before this") from None
     typer.echo(f"done: {total} messages now under KEK version {keyring.current_version}")
 
 

@@ -6,13 +6,14 @@ import json
 import os
 import stat
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from commcentre.crypto import (
     FORMAT_VERSION,
@@ -313,6 +314,146 @@ def test_repr_and_describe_reveal_no_keys(keyring: FileKeyring) -> None:
         assert repr(raw) not in shown
         assert raw.hex() not in shown
     assert [(i.version, i.current) for i in keyring.describe()] == [(1, False), (2, True)]
+
+
+# -- reloading a keyring another process changed ------------------------------------------
+
+
+def _reload_events(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+    return [entry for entry in logs if entry["event"].startswith("keyring_reload")]
+
+
+def test_running_keyring_follows_rotation_by_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    served = FileKeyring.generate(path, dev=True, reload_interval=0)  # process A, the server
+    envelope = Envelope(served)
+    old_id = uuid.uuid4()
+    old = envelope.seal(b"before", record_id=old_id, context="message")
+    admin = FileKeyring.load(path)  # process B, `commcentre keys rotate`
+    assert admin.rotate() == 2
+    with capture_logs() as logs:
+        assert served.current_version == 2
+    assert [e["event"] for e in _reload_events(logs)] == ["keyring_reloaded"]
+    new_id = uuid.uuid4()
+    new = envelope.seal(b"after", record_id=new_id, context="message")
+    assert new.key_version == 2
+    assert Envelope(admin).open(new, record_id=new_id, context="message") == b"after"
+    assert envelope.open(old, record_id=old_id, context="message") == b"before"
+    admin.retire(1)
+    assert list(served.versions()) == [2]
+    with pytest.raises(UnknownKeyVersion, match="retired"):
+        envelope.open(old, record_id=old_id, context="message")
+
+
+def test_unchanged_file_is_not_reread_and_interval_is_honoured(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    served = FileKeyring.generate(path, dev=True, reload_interval=3600)
+    FileKeyring.load(path).rotate()
+    # Within the interval nothing looks at the file: no per-call cost.
+    assert served.current_version == 1
+    idle = FileKeyring.load(path, reload_interval=0)
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert idle.current_version == 2
+    assert _reload_events(logs) == []
+
+
+def test_unwrap_of_a_version_added_elsewhere_reloads_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    served = FileKeyring.generate(path, dev=True, reload_interval=3600)
+    admin = FileKeyring.load(path)
+    admin.rotate()
+    record_id = uuid.uuid4()
+    # `keys rewrap` moved this payload to v2, which the server has not seen yet.
+    sealed = Envelope(admin).seal(CANARY, record_id=record_id, context="message")
+    assert sealed.key_version == 2
+    assert Envelope(served).open(sealed, record_id=record_id, context="message") == CANARY
+    assert served.current_version == 2  # the forced reload refreshed everything
+    # A version that exists nowhere still fails, after one look at the file.
+    with pytest.raises(UnknownKeyVersion):
+        Envelope(served).open(
+            dataclasses.replace(sealed, key_version=9), record_id=record_id, context="message"
+        )
+
+
+def test_corrupt_file_during_reload_keeps_the_old_keys(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    served = FileKeyring.generate(path, dev=True, reload_interval=0)
+    envelope = Envelope(served)
+    record_id = uuid.uuid4()
+    sealed = envelope.seal(CANARY, record_id=record_id, context="message")
+    admin = FileKeyring.load(path)
+    good = path.read_bytes()
+    secrets = _secrets_of(path)
+    path.write_text('{"format": 1, "keks": {"1": ')  # what a torn in-place write leaves
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert served.current_version == 1
+            assert envelope.open(sealed, record_id=record_id, context="message") == CANARY
+            assert envelope.seal(b"x", record_id=uuid.uuid4(), context="message").key_version == 1
+    failures = _reload_events(logs)
+    # Retried on every check (interval 0), but logged once, with the path and no secret.
+    assert [e["event"] for e in failures] == ["keyring_reload_failed"]
+    assert failures[0]["path"] == str(path)
+    assert not any(secret in repr(logs) for secret in secrets)
+    # Rotating on top of a file it cannot read would lose whatever the file holds.
+    with pytest.raises(KeyringError, match="malformed"):
+        admin.rotate()
+    path.write_bytes(good)
+    assert admin.rotate() == 2
+    assert served.current_version == 2
+    assert envelope.open(sealed, record_id=record_id, context="message") == CANARY
+
+
+def test_unreadable_file_during_reload_is_retried_until_fixed(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    served = FileKeyring.generate(path, dev=True, reload_interval=0)
+    FileKeyring.load(path).rotate()
+    path.chmod(0o644)
+    assert served.current_version == 1
+    assert served.current_version == 1
+    path.chmod(0o600)
+    assert served.current_version == 2
+
+
+def test_reload_refuses_a_different_keyring(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    served = FileKeyring.generate(path, dev=True, reload_interval=0)
+    blind_key = served.blind_index_key()
+    record_id = uuid.uuid4()
+    sealed = Envelope(served).seal(CANARY, record_id=record_id, context="message")
+    replaced = FileKeyring.generate(path, dev=True, overwrite=True)
+    replaced.rotate()
+    with capture_logs() as logs:
+        assert served.current_version == 1
+    assert [e["event"] for e in _reload_events(logs)] == ["keyring_reload_failed"]
+    assert "different keyring" in logs[0]["reason"]
+    assert served.blind_index_key() == blind_key
+    assert Envelope(served).open(sealed, record_id=record_id, context="message") == CANARY
+
+
+def test_rotate_on_a_stale_keyring_keeps_the_other_rotation(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    first = FileKeyring.generate(path, dev=True, reload_interval=3600)
+    second = FileKeyring.load(path, reload_interval=3600)
+    assert second.rotate() == 2
+    record_id = uuid.uuid4()
+    sealed = Envelope(second).seal(CANARY, record_id=record_id, context="message")
+    assert first.rotate() == 3  # not a second, different, version 2
+    reloaded = FileKeyring.load(path)
+    assert list(reloaded.versions()) == [1, 2, 3]
+    assert Envelope(reloaded).open(sealed, record_id=record_id, context="message") == CANARY
+
+
+@pytest.mark.parametrize("interval", [-1.0, float("nan"), float("inf")])
+def test_reload_interval_must_be_finite_and_not_negative(tmp_path: Path, interval: float) -> None:
+    path = tmp_path / "keyring.json"
+    with pytest.raises(ValueError, match="reload_interval"):
+        FileKeyring.generate(path, dev=True, reload_interval=interval)
+    assert not path.exists()
+    FileKeyring.generate(path, dev=True)
+    with pytest.raises(ValueError, match="reload_interval"):
+        FileKeyring.load(path, reload_interval=interval)
 
 
 # -- blind index ----------------------------------------------------------------------------

@@ -4,27 +4,39 @@
 versioned KEK, plus the blind-index key. `FileKeyring` is the embedded
 implementation (a 0600 JSON file); a KMS or HSM backend implements the same
 protocol and the rest of the code does not change.
+
+A running process follows changes another process makes to the file (`commcentre
+keys rotate`, `retire`): `current_version` and `wrap_key` look at the file's
+(mtime, size, inode) at most once every `reload_interval` seconds and reload it
+when it changed; `unwrap_key` of an unknown version looks at once. A reload that
+fails keeps the keys in memory and is retried at the next interval.
 """
 
 import base64
 import binascii
 import contextlib
+import hmac
 import json
+import math
 import os
 import secrets
 import stat
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from commcentre.clock import Clock, utcnow
 from commcentre.crypto.errors import DecryptionError, KeyringError, UnknownKeyVersion
+
+log = structlog.get_logger(__name__)
 
 KEYRING_FORMAT = 1
 KEY_BYTES = 32
@@ -35,6 +47,20 @@ _MAX_FILE_BYTES = 1 << 20
 _TOP_LEVEL_FIELDS = frozenset(
     {"format", "dev", "current", "keks", "retired", "blind_index_key", "created_at"}
 )
+DEFAULT_RELOAD_INTERVAL = 2.0
+
+# (st_mtime_ns, st_size, st_ino): a rewrite is an atomic rename of a new file, so any
+# change made through a FileKeyring changes the inode, whatever the clock's resolution.
+_Signature = tuple[int, int, int]
+
+
+def _signature(st: os.stat_result) -> _Signature:
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _check_interval(seconds: float) -> None:
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError("reload_interval must be a finite number of seconds >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +135,33 @@ class _State:
 
 
 class FileKeyring:
-    """KEKs in a 0600 JSON file. Build with `generate` or `load`, not the constructor."""
+    """KEKs in a 0600 JSON file. Build with `generate` or `load`, not the constructor.
 
-    def __init__(self, path: Path, state: _State, *, clock: Clock = utcnow) -> None:
+    Changes other processes make to the file are picked up within `reload_interval`
+    seconds (0 checks on every call); see the module docstring.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        state: _State,
+        *,
+        clock: Clock = utcnow,
+        reload_interval: float = DEFAULT_RELOAD_INTERVAL,
+        signature: _Signature | None = None,
+    ) -> None:
+        _check_interval(reload_interval)
         self._path = path
         self._state = state
         self._clock = clock
-        # Serialises rotate/retire within the process; across processes, one admin at a time.
+        self._reload_interval = reload_interval
+        # What the file looked like when `_state` was read from or written to it; None
+        # (a keyring built by hand) makes the first check read the file.
+        self._signature = signature
+        self._next_check = time.monotonic() + reload_interval
+        self._last_failure: str | None = None
+        # Serialises reloads and rotate/retire within the process; across processes,
+        # one admin at a time (rotate/retire re-read the file first, under this lock).
         self._lock = threading.Lock()
 
     @classmethod
@@ -126,8 +172,10 @@ class FileKeyring:
         dev: bool,
         overwrite: bool = False,
         clock: Clock = utcnow,
+        reload_interval: float = DEFAULT_RELOAD_INTERVAL,
     ) -> "FileKeyring":
         """Create a keyring with KEK version 1 and a blind-index key, written atomically."""
+        _check_interval(reload_interval)
         target = Path(path)
         if not overwrite and target.exists():
             raise KeyringError(
@@ -148,14 +196,27 @@ class FileKeyring:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise KeyringError(f"cannot create directory {target.parent}: {exc.strerror}") from None
-        _write_atomic(target, _dump(state))
-        return cls(target, state, clock=clock)
+        signature = _write_atomic(target, _dump(state))
+        return cls(target, state, clock=clock, reload_interval=reload_interval, signature=signature)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, clock: Clock = utcnow) -> "FileKeyring":
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        clock: Clock = utcnow,
+        reload_interval: float = DEFAULT_RELOAD_INTERVAL,
+    ) -> "FileKeyring":
         """Read a keyring, refusing group/other access and malformed content."""
         target = Path(path)
-        return cls(target, _parse(_read_private(target), target), clock=clock)
+        data, signature = _read_private(target)
+        return cls(
+            target,
+            _parse(data, target),
+            clock=clock,
+            reload_interval=reload_interval,
+            signature=signature,
+        )
 
     @property
     def path(self) -> Path:
@@ -170,14 +231,17 @@ class FileKeyring:
     @property
     def current_version(self) -> int:
         """The KEK version new data keys are wrapped with."""
+        self._maybe_reload()
         return self._state.current
 
     def versions(self) -> Sequence[int]:
         """KEK versions still present (retired ones are gone), ascending."""
+        self._maybe_reload()
         return sorted(self._state.keks)
 
     def describe(self) -> list[KeyVersionInfo]:
         """One entry per present KEK version, without key material."""
+        self._maybe_reload()
         state = self._state
         return [
             KeyVersionInfo(
@@ -194,6 +258,7 @@ class FileKeyring:
         """Encrypt a data key under the current KEK with a fresh random nonce."""
         if len(dek) != KEY_BYTES:
             raise ValueError(f"data key must be {KEY_BYTES} bytes")
+        self._maybe_reload()
         state = self._state  # one snapshot, so version and key always match
         version = state.current
         nonce = os.urandom(NONCE_BYTES)
@@ -204,6 +269,11 @@ class FileKeyring:
         """Decrypt a data key wrapped by `wrap_key` with the same `aad`."""
         state = self._state
         kek = state.keks.get(wrapped.version)
+        if kek is None:
+            # Perhaps another process rotated and rewrapped: look at the file now.
+            self._reload(force=True)
+            state = self._state
+            kek = state.keks.get(wrapped.version)
         if kek is None:
             why = " (retired)" if wrapped.version in state.retired else ""
             raise UnknownKeyVersion(f"key version {wrapped.version} is not in the keyring{why}")
@@ -222,6 +292,7 @@ class FileKeyring:
     def rotate(self) -> int:
         """Add a new KEK version, make it current, save; return the new version."""
         with self._lock:
+            self._reload_locked(strict=True)
             state = self._state
             version = max([*state.keks, *state.retired]) + 1
             key = AESGCM.generate_key(bit_length=256)
@@ -236,6 +307,7 @@ class FileKeyring:
         (rewrap them): afterwards they raise `UnknownKeyVersion` forever.
         """
         with self._lock:
+            self._reload_locked(strict=True)
             state = self._state
             if version == state.current:
                 raise KeyringError(f"refusing to retire the current key version {version}")
@@ -247,8 +319,66 @@ class FileKeyring:
 
     def _commit(self, state: _State) -> None:
         # Memory changes only once the file is durable, so both always agree.
-        _write_atomic(self._path, _dump(state))
+        self._signature = _write_atomic(self._path, _dump(state))
         self._state = state
+
+    def _maybe_reload(self) -> None:
+        """The cheap path of every call: one clock read until the interval is up."""
+        if time.monotonic() >= self._next_check:
+            self._reload(force=False)
+
+    def _reload(self, *, force: bool) -> None:
+        if force:
+            with self._lock:
+                self._reload_locked(strict=False)
+            return
+        # Another thread already looking at the file will swap the state in for us.
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if time.monotonic() >= self._next_check:
+                self._reload_locked(strict=False)
+        finally:
+            self._lock.release()
+
+    def _reload_locked(self, *, strict: bool) -> None:
+        """Re-read the file if it changed since we last read or wrote it (lock held).
+
+        Not strict (serving): a failure keeps the keys in memory, is logged once, and
+        is retried at the next interval. Strict (before rotate/retire): it raises, so
+        a change is never written on top of a file we could not read.
+        """
+        self._next_check = time.monotonic() + self._reload_interval
+        try:
+            try:
+                current = _signature(os.stat(self._path))
+            except OSError as exc:
+                raise KeyringError(f"cannot stat keyring {self._path}: {exc.strerror}") from None
+            if current == self._signature:
+                return
+            data, signature = _read_private(self._path)
+            state = _parse(data, self._path)
+            if not hmac.compare_digest(state.blind_index_key, self._state.blind_index_key):
+                raise KeyringError(
+                    f"keyring {self._path} was replaced by a different keyring "
+                    "(its blind-index key changed); restart to use it"
+                )
+        except KeyringError as exc:
+            if strict:
+                raise
+            # KeyringError messages name the path and the offending field, never a value.
+            reason = str(exc)
+            if reason != self._last_failure:
+                log.warning("keyring_reload_failed", path=str(self._path), reason=reason)
+            self._last_failure = reason
+            return
+        self._state, self._signature, self._last_failure = state, signature, None
+        log.info(
+            "keyring_reloaded",
+            path=str(self._path),
+            current=state.current,
+            versions=sorted(state.keks),
+        )
 
     def __repr__(self) -> str:
         state = self._state
@@ -280,8 +410,11 @@ def _dump(state: _State) -> bytes:
     return json.dumps(doc, indent=2).encode("utf-8") + b"\n"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file (0600) in the same directory, fsync, rename over, fsync the directory."""
+def _write_atomic(path: Path, data: bytes) -> _Signature:
+    """Temp file (0600) in the same directory, fsync, rename over, fsync the directory.
+
+    Returns the new file's signature (a rename keeps mtime, size and inode).
+    """
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -291,6 +424,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
+            signature = _signature(os.fstat(fd))
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -303,10 +437,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise KeyringError(f"cannot write keyring {path}: {exc.strerror}") from None
+    return signature
 
 
-def _read_private(path: Path) -> bytes:
-    """Read the file through one descriptor, so the mode checked is the file read."""
+def _read_private(path: Path) -> tuple[bytes, _Signature]:
+    """Read the file through one descriptor, so the mode checked is the file read.
+
+    Returns the content and the signature of that same file (not of whatever the
+    path names by the time we return).
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -325,7 +464,7 @@ def _read_private(path: Path) -> bytes:
         data = f.read(_MAX_FILE_BYTES + 1)
     if len(data) > _MAX_FILE_BYTES:
         raise KeyringError(f"keyring {path} is implausibly large")
-    return data
+    return data, _signature(st)
 
 
 class _MalformedError(Exception):

@@ -1,0 +1,457 @@
+"""The `commcentre` command line, end to end: keys, clients, audit, OpenAPI, migrations.
+
+The CLI runs `asyncio.run` itself, so these tests are plain sync functions and
+drive the API inside their own `asyncio.run`. Each test gets its own keyring and
+its own database: a fresh SQLite file, or with COMMCENTRE_TEST_DATABASE_URL a
+fresh database on that PostgreSQL server (created and dropped here). The
+suite's shared database cannot serve: it holds messages sealed under other
+tests' keyrings, which `keys rewrap` cannot unwrap and `keys status` would
+count, and tampering with its audit chain would break the tests that follow.
+"""
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import stat
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from typer.testing import CliRunner, Result
+
+from commcentre.app import create_app
+from commcentre.cli import app as cli_app
+from commcentre.config import Settings
+from commcentre.crypto import FileKeyring
+from commcentre.db import Database
+from commcentre.messages.schemas import MessageIn
+from commcentre.migrate import head_revision, upgrade
+from tests.conftest import PG_ENV
+from tests.factories import message
+
+T = TypeVar("T")
+
+KEY_LINE = re.compile(r"^api key \(shown once\): (\S+)$", re.MULTILINE)
+CLIENT_LINE = re.compile(r"^client ([0-9a-f-]{36})$", re.MULTILINE)
+STATUS_LINE = re.compile(r"^([* ]) v(\d+)  created .+  messages (\d+)$", re.MULTILINE)
+
+
+# -- fixtures and helpers -------------------------------------------------------------------
+
+
+def _on_server(server_url: str, statement: str) -> None:
+    async def run() -> None:
+        engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text(statement))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[str]:
+    """A migrated database of this test's own."""
+    server = os.environ.get(PG_ENV, "")
+    if not server.startswith("postgresql"):
+        url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+        upgrade(url)
+        yield url
+        return
+    name = f"commcentre_cli_{secrets.token_hex(6)}"
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    _on_server(server, f'CREATE DATABASE "{name}"')
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        _on_server(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass(frozen=True)
+class Cli:
+    """Runs `commcentre ...` against this test's database and keyring."""
+
+    database_url: str
+    keyring_path: Path
+    runner: CliRunner
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(
+            database_url=self.database_url,
+            keyring_path=self.keyring_path,
+            ingest_batch_wait_ms=0.5,
+        )
+
+    def run(self, *args: str) -> Result:
+        return self.runner.invoke(cli_app, list(args))
+
+    def ok(self, *args: str) -> str:
+        result = self.run(*args)
+        assert result.exit_code == 0, (args, result.output, result.exception)
+        return result.stdout
+
+    def fails(self, *args: str) -> Result:
+        result = self.run(*args)
+        assert result.exit_code == 1, (args, result.output, result.exception)
+        # A clean refusal, not a crash.
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        return result
+
+    def create_client(self, name: str, *scopes: str) -> tuple[uuid.UUID, str]:
+        out = self.ok("clients", "create", "--name", name, *(f"--scope={s}" for s in scopes))
+        client, key = CLIENT_LINE.search(out), KEY_LINE.search(out)
+        assert client is not None, out
+        assert key is not None, out
+        return uuid.UUID(client.group(1)), key.group(1)
+
+    def status(self) -> dict[int, tuple[bool, int]]:
+        """`keys status` as {version: (is_current, messages)}."""
+        out = self.ok("keys", "status")
+        assert "NOT IN KEYRING" not in out, out
+        return {int(v): (mark == "*", int(n)) for mark, v, n in STATUS_LINE.findall(out)}
+
+
+@pytest.fixture
+def cli(database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    keyring_path = tmp_path / "keys" / "keyring.json"
+    monkeypatch.setenv("COMMCENTRE_DATABASE_URL", database)
+    monkeypatch.setenv("COMMCENTRE_KEYRING_PATH", str(keyring_path))
+    return Cli(database, keyring_path, CliRunner())
+
+
+Api = Callable[[httpx.AsyncClient], Awaitable[T]]
+
+
+async def _with_api(settings: Settings, use: Api[T]) -> T:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://commcentre.test") as h:
+            return await use(h)
+
+
+def with_fresh_app(cli: Cli, use: Api[T]) -> T:
+    """Start a new server process (as far as the keyring and caches go) and use it."""
+    return asyncio.run(_with_api(cli.settings, use))
+
+
+def bearer(key: str, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", **extra}
+
+
+def sent_as_stored(body: dict[str, Any]) -> dict[str, Any]:
+    """What GET returns as `content` for a POSTed body (defaults filled in)."""
+    return MessageIn.model_validate(body).model_dump(mode="json")
+
+
+async def post_messages(
+    http: httpx.AsyncClient, key: str, bodies: list[dict[str, Any]]
+) -> dict[uuid.UUID, dict[str, Any]]:
+    sent: dict[uuid.UUID, dict[str, Any]] = {}
+    for body in bodies:
+        response = await http.post("/v1/messages", json=body, headers=bearer(key))
+        assert response.status_code == 202, response.text
+        sent[uuid.UUID(response.json()["id"])] = body
+    return sent
+
+
+async def read_back(http: httpx.AsyncClient, key: str, sent: dict[uuid.UUID, Any]) -> None:
+    """GET every message and compare its decrypted content to what was sent."""
+    headers = bearer(key, **{"X-Justification": "key rotation rehearsal read-back"})
+    for message_id, body in sent.items():
+        response = await http.get(f"/v1/messages/{message_id}", headers=headers)
+        assert response.status_code == 200, (message_id, response.text)
+        assert response.json()["content"] == sent_as_stored(body), message_id
+
+
+async def post_and_read_back(http: httpx.AsyncClient, key: str) -> None:
+    await read_back(http, key, await post_messages(http, key, [message()]))
+
+
+def sealed_rows(cli: Cli) -> dict[uuid.UUID, tuple[int, bytes, bytes]]:
+    """{id: (key_version, wrapped_key, ciphertext)} straight from the table."""
+
+    async def rows() -> dict[uuid.UUID, tuple[int, bytes, bytes]]:
+        db = Database(cli.database_url)
+        try:
+            async with db.read_engine.connect() as conn:
+                result = await conn.execute(
+                    text("SELECT id, key_version, wrapped_key, ciphertext FROM messages")
+                )
+                return {
+                    uuid.UUID(str(r.id)): (r.key_version, bytes(r.wrapped_key), bytes(r.ciphertext))
+                    for r in result
+                }
+        finally:
+            await db.dispose()
+
+    return asyncio.run(rows())
+
+
+def rehearsal_messages(first: int, count: int) -> list[dict[str, Any]]:
+    return [
+        message(
+            case_ref=f"FI-NBI-2026-{i:06d}",
+            priority=("urgent", "normal")[i % 2],
+            body=f"Rehearsal message {i}: vehicle seen at the Tornio crossing, lane {i % 4}.",
+        )
+        for i in range(first, first + count)
+    ]
+
+
+# -- keys -----------------------------------------------------------------------------------
+
+
+def test_keys_generate_refuses_to_overwrite_and_status_counts(cli: Cli) -> None:
+    out = cli.ok("keys", "generate")
+    assert f"keyring written to {cli.keyring_path}" in out
+    assert "KEK version 1" in out
+    assert stat.S_IMODE(cli.keyring_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(cli.keyring_path.parent.stat().st_mode) == 0o700
+    original = cli.keyring_path.read_bytes()
+    assert not FileKeyring.load(cli.keyring_path).is_dev
+
+    refused = cli.fails("keys", "generate")
+    assert str(cli.keyring_path) in refused.stderr
+    assert "exists" in refused.stderr
+    assert "unreadable" in refused.stderr
+    assert refused.stdout == ""
+    assert cli.keyring_path.read_bytes() == original
+
+    assert cli.ok("keys", "generate", "--if-missing") == ""
+    assert cli.keyring_path.read_bytes() == original
+
+    assert cli.status() == {1: (True, 0)}
+    _, key = cli.create_client("status-check", "messages:write")
+
+    async def two_messages(http: httpx.AsyncClient) -> None:
+        await post_messages(http, key, rehearsal_messages(0, 2))
+
+    with_fresh_app(cli, two_messages)
+    out = cli.ok("keys", "status")
+    assert f"keyring: {cli.keyring_path}\n" in out
+    assert cli.status() == {1: (True, 2)}
+
+
+def test_keys_commands_report_a_bad_keyring_cleanly(cli: Cli) -> None:
+    for command in (["keys", "status"], ["keys", "rotate"], ["keys", "rewrap"]):
+        assert "not found" in cli.fails(*command).stderr
+    cli.ok("keys", "generate")
+    secret = json.loads(cli.keyring_path.read_text())["blind_index_key"]
+    cli.keyring_path.chmod(0o644)
+    refused = cli.fails("keys", "rotate")
+    assert "chmod 600" in refused.stderr
+    assert secret not in refused.output
+
+
+# -- clients --------------------------------------------------------------------------------
+
+
+def test_clients_create_list_revoke(cli: Cli) -> None:
+    cli.ok("keys", "generate")
+    client_id, key = cli.create_client("border-system", "messages:write", "messages:read")
+
+    async def submit_and_read(http: httpx.AsyncClient) -> None:
+        sent = await post_messages(http, key, [message()])
+        await read_back(http, key, sent)
+
+    with_fresh_app(cli, submit_and_read)
+
+    unknown = cli.fails("clients", "create", "--name", "y", "--scope", "messages:everything")
+    assert "unknown scope" in unknown.stderr
+    assert "messages:write" in unknown.stderr  # names the known ones
+    assert KEY_LINE.search(unknown.output) is None
+
+    listed = cli.ok("clients", "list")
+    (line,) = [row for row in listed.splitlines() if str(client_id) in row]
+    assert "border-system" in line
+    assert "messages:read,messages:write" in line
+    assert line.endswith("active")
+    assert key not in listed
+    assert "messages:everything" not in listed  # the refused client was not created
+
+    assert f"client {client_id} revoked" in cli.ok("clients", "revoke", str(client_id))
+    (line,) = [row for row in cli.ok("clients", "list").splitlines() if str(client_id) in row]
+    assert "revoked 20" in line
+    # Revoking twice is harmless; an unknown client is a clear error.
+    cli.ok("clients", "revoke", str(client_id))
+    missing = uuid.uuid4()
+    assert f"client {missing} does not exist" in cli.fails("clients", "revoke", str(missing)).stderr
+
+    async def refused(http: httpx.AsyncClient) -> int:
+        response = await http.post("/v1/messages", json=message(), headers=bearer(key))
+        return response.status_code
+
+    assert with_fresh_app(cli, refused) == 401
+
+
+# -- key rotation ---------------------------------------------------------------------------
+
+
+def test_key_rotation_rehearsal(cli: Cli) -> None:
+    cli.ok("keys", "generate")
+    _, admin_key = cli.create_client("ops", "admin")
+    _, key = cli.create_client("border-system", "messages:write", "messages:read")
+
+    async def ingest(http: httpx.AsyncClient, bodies: list[dict[str, Any]]) -> dict[uuid.UUID, Any]:
+        return await post_messages(http, key, bodies)
+
+    sent = with_fresh_app(cli, lambda http: ingest(http, rehearsal_messages(0, 12)))
+    assert "KEK version 2 is current" in cli.ok("keys", "rotate")
+    # A server started after the rotation seals under version 2.
+    sent |= with_fresh_app(cli, lambda http: ingest(http, rehearsal_messages(12, 8)))
+    assert "KEK version 3 is current" in cli.ok("keys", "rotate")
+    assert len(sent) == 20
+    assert cli.status() == {1: (False, 12), 2: (False, 8), 3: (True, 0)}
+    before = sealed_rows(cli)
+    assert sorted(v for v, _, _ in before.values()) == [1] * 12 + [2] * 8
+
+    out = cli.ok("keys", "rewrap", "--batch-size", "7")
+    assert out.splitlines() == [
+        "rewrapped 7 so far",
+        "rewrapped 14 so far",
+        "rewrapped 20 so far",
+        "done: 20 messages now under KEK version 3",
+    ]
+    assert cli.status() == {1: (False, 0), 2: (False, 0), 3: (True, 20)}
+    after = sealed_rows(cli)
+    assert after.keys() == before.keys() == sent.keys()
+    for message_id, (version, wrapped, ciphertext) in after.items():
+        assert version == 3
+        assert ciphertext == before[message_id][2], "rewrap must never re-encrypt a payload"
+        assert wrapped != before[message_id][1]
+    # Nothing left to do: a second run changes nothing.
+    assert cli.ok("keys", "rewrap").splitlines() == ["done: 0 messages now under KEK version 3"]
+    assert sealed_rows(cli) == after
+
+    async def read_all_and_audit(http: httpx.AsyncClient) -> list[dict[str, Any]]:
+        await read_back(http, key, sent)
+        response = await http.get(
+            "/v1/audit", params={"event": "keys.rewrapped"}, headers=bearer(admin_key)
+        )
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    entries = with_fresh_app(cli, read_all_and_audit)
+    assert [e["details"] for e in entries] == [
+        {"messages": 7, "to_version": 3},
+        {"messages": 7, "to_version": 3},
+        {"messages": 6, "to_version": 3},
+    ]
+    assert {(e["action"], e["subject_type"]) for e in entries} == {("alteration", "keyring")}
+    assert all(e["actor"].startswith("cli:") for e in entries)
+
+    # Version 1 protects nothing any more, so its key can go for good.
+    assert cli.status()[1] == (False, 0)
+    FileKeyring.load(cli.keyring_path).retire(1)
+    assert cli.status() == {2: (False, 0), 3: (True, 20)}
+    with_fresh_app(cli, lambda http: read_back(http, key, sent))
+    assert json.loads(cli.ok("audit", "verify"))["ok"] is True
+
+
+def test_running_server_follows_rotation_and_rewrap(cli: Cli) -> None:
+    """A server started before `keys rotate` + `keys rewrap` reads and writes after them."""
+    cli.ok("keys", "generate")
+    _, key = cli.create_client("border-system", "messages:write", "messages:read")
+
+    async def scenario(http: httpx.AsyncClient) -> None:
+        sent = await post_messages(http, key, rehearsal_messages(0, 3))
+        # Other processes (the operator's shell), while this server keeps running.
+        await asyncio.to_thread(cli.ok, "keys", "rotate")
+        await asyncio.to_thread(cli.ok, "keys", "rewrap")
+        # The payloads are now wrapped under a version this server never loaded.
+        await read_back(http, key, sent)
+        newer = await post_messages(http, key, rehearsal_messages(3, 1))
+        await read_back(http, key, newer)
+
+    with_fresh_app(cli, scenario)
+    assert cli.status() == {1: (False, 0), 2: (True, 4)}
+
+
+# -- audit ----------------------------------------------------------------------------------
+
+
+def test_audit_verify_detects_a_tampered_entry(cli: Cli) -> None:
+    cli.ok("keys", "generate")
+    _, key = cli.create_client("border-system", "messages:write", "messages:read")
+    with_fresh_app(cli, lambda http: post_and_read_back(http, key))
+
+    intact = json.loads(cli.ok("audit", "verify"))
+    assert intact["ok"] is True
+    assert intact["entries_checked"] == intact["head_seq"] >= 3
+    assert intact["first_broken_seq"] is None
+
+    async def tamper() -> tuple[int, str | None]:
+        engine = create_async_engine(cli.database_url)
+        try:
+            async with engine.begin() as conn:
+                seq, justification = (
+                    await conn.execute(
+                        text(
+                            "SELECT seq, justification FROM audit_entries "
+                            "WHERE seq = (SELECT MAX(seq) FROM audit_entries)"
+                        )
+                    )
+                ).one()
+                await conn.execute(
+                    text("UPDATE audit_entries SET justification = 'x' WHERE seq = :seq"),
+                    {"seq": seq},
+                )
+            return seq, justification
+        finally:
+            await engine.dispose()
+
+    seq, justification = asyncio.run(tamper())
+    assert justification == "key rotation rehearsal read-back"  # the consultation
+
+    result = cli.fails("audit", "verify")
+    broken = json.loads(result.stdout)
+    assert broken["ok"] is False
+    assert broken["first_broken_seq"] == seq
+    assert broken["reason"] == "hash mismatch"
+    assert broken["entries_checked"] == seq - 1
+
+
+# -- openapi and migrations -----------------------------------------------------------------
+
+
+def test_openapi_export_matches_the_app(cli: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "openapi.json"
+    assert cli.ok("openapi", "--output", str(target)) == ""
+    exported = json.loads(target.read_text())
+    assert exported == create_app(cli.settings).openapi()
+    assert json.loads(cli.ok("openapi")) == exported
+    assert not cli.keyring_path.exists()  # exporting the schema needs no keys
+
+
+def test_db_current_upgrade_and_downgrade(cli: Cli, tmp_path: Path) -> None:
+    head = head_revision()
+    assert head is not None
+    assert cli.ok("db", "current").splitlines() == [f"database: {head}", f"head:     {head}"]
+    cli.ok("db", "downgrade", "base")
+    assert cli.ok("db", "current").splitlines()[0] == "database: empty"
+    cli.ok("db", "upgrade")
+    assert cli.ok("db", "current").splitlines()[0] == f"database: {head}"
+
+
+def test_db_current_on_a_never_migrated_database(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'blank.db'}"
+    monkeypatch.setenv("COMMCENTRE_DATABASE_URL", url)
+    assert cli.ok("db", "current").splitlines()[0] == "database: empty"
+    cli.ok("db", "upgrade")
+    assert cli.ok("db", "current").splitlines()[0] == f"database: {head_revision()}"
