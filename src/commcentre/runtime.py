@@ -10,6 +10,7 @@ from commcentre.clock import Clock
 from commcentre.config import Settings
 from commcentre.crypto import KeyProvider
 from commcentre.db import Database
+from commcentre.idempotency.service import IdempotentRunner
 from commcentre.messages.ingest import IngestWriter
 from commcentre.messages.service import MessageVault
 
@@ -22,10 +23,11 @@ class Runtime:
     vault: MessageVault
     ingest: IngestWriter
     authenticator: Authenticator
+    idempotent: IdempotentRunner
     clock: Clock
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
