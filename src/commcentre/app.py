@@ -20,6 +20,7 @@ from commcentre.crypto import BlindIndex, Envelope, FileKeyring, KeyProvider
 from commcentre.db import Database
 from commcentre.errors import Problem, install_error_handlers
 from commcentre.health import router as health_router
+from commcentre.idempotency.service import IdempotentRunner
 from commcentre.messages.identifiers import LookupRequest
 from commcentre.messages.ingest import IngestWriter
 from commcentre.messages.router import router as messages_router
@@ -79,7 +80,7 @@ def create_app(
             retention=timedelta(days=settings.default_retention_days),
         )
         ingest = IngestWriter(
-            db,
+            settings.database_url,
             clock=clock,
             batch_max=settings.ingest_batch_max,
             batch_wait=settings.ingest_batch_wait_ms / 1000,
@@ -96,6 +97,9 @@ def create_app(
             vault=vault,
             ingest=ingest,
             authenticator=authenticator,
+            idempotent=IdempotentRunner(
+                db.write_sessions, ttl=timedelta(hours=settings.idempotency_ttl_hours)
+            ),
             clock=clock,
         )
         app.state.db = db

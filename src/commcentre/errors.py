@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://commcentre.dev/problems/"
@@ -205,6 +206,10 @@ def install_error_handlers(app: FastAPI) -> None:
             media_type=PROBLEM_CONTENT_TYPE,
         )
 
+    async def on_client_disconnect(request: Request, exc: Exception) -> JSONResponse:
+        # The client went away mid-body: nobody reads this answer, nothing was stored.
+        return problem_response(BadRequest("the client disconnected before sending the body"))
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Log the type and place only: the exception text may carry payload data.
         log.error("unhandled_error", error_type=type(exc).__name__, path=request.url.path)
@@ -213,6 +218,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CommCentreError, on_commcentre_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(ClientDisconnect, on_client_disconnect)
     app.add_exception_handler(Exception, on_unexpected)
 
 

@@ -36,7 +36,7 @@ def vault(tmp_path: Path) -> MessageVault:
 
 def writer_for(db: Database, *, wait: float = 0.05) -> IngestWriter:
     return IngestWriter(
-        db, clock=utcnow, batch_max=100, batch_wait=wait, idempotency_ttl=timedelta(hours=24)
+        db.url, clock=utcnow, batch_max=100, batch_wait=wait, idempotency_ttl=timedelta(hours=24)
     )
 
 
@@ -127,7 +127,7 @@ async def test_expired_idempotency_keys_are_purged_and_reusable(
     key = f"purge-{uuid.uuid4()}"
     past = utcnow() - timedelta(days=3)
     ingest = IngestWriter(
-        db, clock=lambda: past, batch_max=10, batch_wait=0, idempotency_ttl=timedelta(hours=24)
+        db.url, clock=lambda: past, batch_max=10, batch_wait=0, idempotency_ttl=timedelta(hours=24)
     )
     await ingest.start()
     first = await ingest.submit(pending_for(user, vault, key))

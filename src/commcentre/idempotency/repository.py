@@ -3,14 +3,16 @@
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy import Table, and_, delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.idempotency.models import IdempotencyRecord
 
 ClientKey = tuple[uuid.UUID, str]
+
+_records = cast(Table, IdempotencyRecord.__table__)
 
 
 async def find_many(
@@ -36,7 +38,7 @@ async def find_many(
 
 async def insert_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(IdempotencyRecord), list(rows))
+        await session.execute(insert(_records), list(rows))
 
 
 async def delete_expired(

@@ -8,6 +8,7 @@ through the normalisers below: `xx 123-4567` and `XX1234567` are one document
 number, `Mäki` and `MAKI` one name, `D` and `DE` one country.
 """
 
+import re
 import unicodedata
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -56,7 +57,14 @@ _NO_DECOMPOSITION = str.maketrans(
 _MAX_NAMES = 10  # per side of the surname x forename product, to bound the token count
 
 
+# ASCII fast path: the only ASCII separators are whitespace and "-./_" (no ASCII
+# character is in Cf, and "-" is the only ASCII Pd).
+_ASCII_SEPARATORS = re.compile(r"[\s\-./_]")
+
+
 def _drop_separators(text: str) -> str:
+    if text.isascii():
+        return _ASCII_SEPARATORS.sub("", text)
     return "".join(
         char
         for char in text

@@ -4,12 +4,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.messages.models import Message, MessageIdentifier
+
+_messages = cast(Table, Message.__table__)
+_identifiers = cast(Table, MessageIdentifier.__table__)
 
 # Columns a listing returns: never the sealed payload.
 METADATA_COLUMNS = (
@@ -58,12 +61,13 @@ class MessageFilter:
 
 async def insert_messages(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(Message), list(rows))
+        # Core insert on the table (not the ORM entity): a plain executemany, no unit of work.
+        await session.execute(insert(_messages), list(rows))
 
 
 async def insert_identifiers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(MessageIdentifier), list(rows))
+        await session.execute(insert(_identifiers), list(rows))
 
 
 async def get_visible(

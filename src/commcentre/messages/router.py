@@ -4,8 +4,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse
+import orjson
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import ValidationError
 
 from commcentre.auth.deps import MessageReader, MessageWriter
@@ -81,7 +81,7 @@ async def submit_message(
     principal: MessageWriter,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> JSONResponse:
+) -> Response:
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise UnsupportedMediaType("send the message as application/json")
@@ -102,7 +102,12 @@ async def submit_message(
     headers = {"Location": f"/v1/messages/{outcome.body['id']}"}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
+    return Response(
+        orjson.dumps(outcome.body),
+        status_code=outcome.status_code,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 @router.get(

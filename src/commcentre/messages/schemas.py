@@ -8,7 +8,6 @@ that would (the union tag, UUID parsing) are reworded.
 
 import json
 import re
-import unicodedata
 from collections.abc import Hashable
 from datetime import date, timedelta
 from decimal import Decimal
@@ -219,15 +218,21 @@ def _check_language(value: str) -> str:
     return code
 
 
+# Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F; a regex is ~20x
+# faster than asking unicodedata per character, and this runs on every text field.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_EXCEPT_LAYOUT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def _single_line(value: str) -> str:
     # Control characters in names and codes break logs, CSV exports and partner forms.
-    if any(unicodedata.category(char) == "Cc" for char in value):
+    if _CONTROL.search(value):
         raise _error("control_characters", "must not contain control characters")
     return value
 
 
 def _multi_line(value: str) -> str:
-    if any(unicodedata.category(char) == "Cc" and char not in "\t\n\r" for char in value):
+    if _CONTROL_EXCEPT_LAYOUT.search(value):
         raise _error(
             "control_characters", "must not contain control characters except tab and newline"
         )
@@ -456,24 +461,24 @@ class InputModel(BaseModel):
 
 class Person(InputModel):
     kind: Literal["person"]
-    surnames: list[Name] = Field(default=[], max_length=20)
-    forenames: list[Name] = Field(default=[], max_length=20)
+    surnames: list[Name] = Field(default_factory=list, max_length=20)
+    forenames: list[Name] = Field(default_factory=list, max_length=20)
     name_at_birth: Name | None = None
-    aliases: list[Name] = Field(default=[], max_length=20)
+    aliases: list[Name] = Field(default_factory=list, max_length=20)
     sex: Sex | None = None
     date_of_birth: PastPartialDate | None = None
     place_of_birth: ShortText | None = None
     country_of_birth: CountryCode | None = None
     nationalities: Annotated[list[CountryCode], AfterValidator(_unique)] = Field(
-        default=[], max_length=20
+        default_factory=list, max_length=20
     )
     role: PersonRole | None = None
     warnings: Annotated[list[PersonWarning], AfterValidator(_unique)] = Field(
-        default=[], max_length=len(PersonWarning)
+        default_factory=list, max_length=len(PersonWarning)
     )
     national_id: Identifier | None = None
-    document_refs: list[Reference] = Field(default=[], max_length=50)
-    biometric_refs: list[BiometricRef] = Field(default=[], max_length=50)
+    document_refs: list[Reference] = Field(default_factory=list, max_length=50)
+    biometric_refs: list[BiometricRef] = Field(default_factory=list, max_length=50)
 
     @model_validator(mode="after")
     def _identifiable(self) -> "Person":
@@ -620,13 +625,13 @@ class MessageIn(InputModel):
     type: MessageType
     channel: Channel | None = None
     recipients: Annotated[list[Recipient], AfterValidator(_unique)] = Field(
-        default=[], max_length=50
+        default_factory=list, max_length=50
     )
     priority: Priority = Priority.NORMAL
     urgency_reason: ShortText | None = None
     legal_basis: LegalBasis
     handling_codes: Annotated[list[HandlingCode], AfterValidator(_unique)] = Field(
-        default=[], max_length=len(HandlingCode)
+        default_factory=list, max_length=len(HandlingCode)
     )
     h3_text: ShortText | None = Field(default=None, validate_default=True)
     source_reliability: SourceReliability | None = None
@@ -637,7 +642,9 @@ class MessageIn(InputModel):
     case_ref: CaseRef | None = None
     in_reply_to: Annotated[UUID, WrapValidator(_uuid_without_echo)] | None = None
     partner_ref: Reference | None = None
-    subjects: Annotated[list[Subject], tagged_union_list(*SubjectKind), Field(max_length=100)] = []
+    subjects: Annotated[list[Subject], tagged_union_list(*SubjectKind), Field(max_length=100)] = (
+        Field(default_factory=list)
+    )
     body: Body | None = Field(default=None, validate_default=True)
 
     @field_validator("h3_text")
