@@ -1,0 +1,1 @@
+"""Benchmarks (scripts, not tests); `bench.apps` holds the app factories they serve."""
