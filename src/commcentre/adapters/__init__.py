@@ -1,0 +1,1 @@
+"""Partner adapters: core code depends on `adapters.base` only."""
