@@ -3,8 +3,11 @@
 from commcentre.audit.models import AuditEntry, AuditHead
 from commcentre.auth.models import ApiClient
 from commcentre.db import Base
+from commcentre.delivery.models import Delivery, DeliveryAttempt
 from commcentre.idempotency.models import IdempotencyRecord
 from commcentre.messages.models import Message, MessageIdentifier
+from commcentre.partners.models import Partner
+from commcentre.routing.models import RoutingRule, RoutingState
 
 metadata = Base.metadata
 
@@ -12,8 +15,13 @@ __all__ = [
     "ApiClient",
     "AuditEntry",
     "AuditHead",
+    "Delivery",
+    "DeliveryAttempt",
     "IdempotencyRecord",
     "Message",
     "MessageIdentifier",
+    "Partner",
+    "RoutingRule",
+    "RoutingState",
     "metadata",
 ]

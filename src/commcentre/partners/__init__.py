@@ -1,0 +1,1 @@
+"""Partner registry: who commcentre delivers to and receives from."""

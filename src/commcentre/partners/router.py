@@ -1,0 +1,149 @@
+"""HTTP routes of the partner registry (scope partners:manage)."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commcentre.auth.deps import Principal, require
+from commcentre.auth.scopes import Scope
+from commcentre.db import ReadSessionDep, SessionDep
+from commcentre.errors import Conflict, Forbidden, NotFound, UnprocessableContent, problem_responses
+from commcentre.idempotency.headers import IdempotencyKeyHeader, fingerprint
+from commcentre.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from commcentre.partners import service
+from commcentre.partners.schemas import PartnerCreate, PartnerCreated, PartnerOut, PartnerPatch
+from commcentre.runtime import RuntimeDep
+
+router = APIRouter(prefix="/v1/partners", tags=["partners"])
+
+PartnerManager = Annotated[Principal, Depends(require(Scope.PARTNERS_MANAGE))]
+_CURSOR_KIND = "partners"
+
+
+@router.get(
+    "",
+    summary="List partners",
+    description="Ordered by id. Secrets are never shown: config values are masked.",
+    responses=problem_responses(Forbidden, UnprocessableContent),
+)
+async def list_partners(
+    _manager: PartnerManager,
+    session: ReadSessionDep,
+    runtime: RuntimeDep,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 100,
+) -> Page[PartnerOut]:
+    after = _after(cursor) if cursor is not None else None
+    partners = await service.list_partners(session, after=after, limit=limit)
+    envelope = runtime.vault.envelope
+    items = [service.partner_out(p, envelope=envelope, registry=runtime.adapters) for p in partners]
+    next_cursor = encode_cursor(_CURSOR_KIND, [items[-1].id]) if len(items) == limit else None
+    return Page[PartnerOut](items=items, next_cursor=next_cursor)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=PartnerCreated,
+    summary="Register a partner",
+    description=(
+        "The adapter must be installed and the config must satisfy its model. Without "
+        "`signing_secrets` one is generated and returned once in `generated_signing_secret`."
+    ),
+    responses=problem_responses(Forbidden, Conflict, UnprocessableContent),
+)
+async def create_partner(
+    body: PartnerCreate,
+    principal: PartnerManager,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    now = runtime.clock()
+    generated: list[str] = []
+
+    async def create(session: AsyncSession) -> tuple[int, dict[str, Any]]:
+        created = await service.create_partner(
+            session,
+            body,
+            registry=runtime.adapters,
+            envelope=runtime.vault.envelope,
+            actor=principal.actor,
+            now=now,
+        )
+        if created.generated_secret is not None:
+            generated.append(created.generated_secret)
+        # What the Idempotency-Key store keeps: never the secret.
+        return 201, {**created.partner.model_dump(mode="json"), "generated_signing_secret": None}
+
+    outcome = await runtime.idempotent.run(
+        client_id=principal.client_id,
+        key=idempotency_key,
+        operation=service.CREATE_OPERATION,
+        fingerprint=fingerprint(service.CREATE_OPERATION, body.canonical()),
+        now=now,
+        create=create,
+    )
+    runtime.routing.invalidate()
+    content = dict(outcome.body)
+    if generated and not outcome.replayed:
+        content["generated_signing_secret"] = generated[0]
+    headers = {"Location": f"/v1/partners/{content['id']}"}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(content, status_code=outcome.status_code, headers=headers)
+
+
+@router.get(
+    "/{partner_id}",
+    summary="Read a partner",
+    responses=problem_responses(Forbidden, NotFound),
+)
+async def read_partner(
+    partner_id: str,
+    _manager: PartnerManager,
+    session: ReadSessionDep,
+    runtime: RuntimeDep,
+) -> PartnerOut:
+    partner = await service.get_partner(session, partner_id)
+    return service.partner_out(partner, envelope=runtime.vault.envelope, registry=runtime.adapters)
+
+
+@router.patch(
+    "/{partner_id}",
+    summary="Change a partner",
+    description=(
+        "Only the fields given change. `config` is checked again by the adapter (masked "
+        "values keep their stored secret); `signing_secrets` replaces the list (rotation); "
+        "`enabled: true` clears `disabled_reason`."
+    ),
+    responses=problem_responses(Forbidden, NotFound, Conflict, UnprocessableContent),
+)
+async def update_partner(
+    partner_id: str,
+    body: PartnerPatch,
+    principal: PartnerManager,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> PartnerOut:
+    envelope = runtime.vault.envelope
+    partner = await service.update_partner(
+        session,
+        partner_id,
+        body,
+        registry=runtime.adapters,
+        envelope=envelope,
+        actor=principal.actor,
+        now=runtime.clock(),
+    )
+    await session.commit()
+    runtime.routing.invalidate()
+    return service.partner_out(partner, envelope=envelope, registry=runtime.adapters)
+
+
+def _after(cursor: str) -> str:
+    position = decode_cursor(_CURSOR_KIND, cursor)
+    if len(position) != 1 or not isinstance(position[0], str):
+        raise UnprocessableContent("cursor is not valid for this list")
+    return position[0]

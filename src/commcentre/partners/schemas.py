@@ -1,0 +1,246 @@
+"""Partner request and response bodies.
+
+Secrets come in as `SecretStr` (never in a repr, a log line or an error body)
+and never go out: responses show signing secrets as a count and hints, and
+adapter config with its secret fields masked.
+"""
+
+import base64
+import binascii
+import secrets
+import warnings
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from joserfc.errors import JoseError
+from joserfc.jwk import JWKRegistry, RSAKey
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from commcentre.messages.schemas import Channel, CountryCode, ShortText
+
+PARTNER_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+SIGNING_SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+SECRET_HINT_LENGTH = 10
+MAX_SIGNING_SECRETS = 5
+
+PartnerId = Annotated[
+    str,
+    StringConstraints(pattern=PARTNER_ID_PATTERN),
+    Field(description="Lowercase slug, e.g. `interpol-ncb`", examples=["se-bureau"]),
+]
+AdapterName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+def generate_signing_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and the base64 of 32 random bytes."""
+    return SIGNING_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _check_signing_secret(value: SecretStr) -> SecretStr:
+    raw = value.get_secret_value()
+    key = b""
+    if raw.startswith(SIGNING_SECRET_PREFIX) and len(raw) <= 200:
+        try:
+            key = base64.b64decode(raw[len(SIGNING_SECRET_PREFIX) :], validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+    if not 24 <= len(key) <= 64:
+        raise PydanticCustomError(
+            "signing_secret", "must be 'whsec_' followed by the base64 of 24 to 64 random bytes"
+        )
+    return value
+
+
+def _unique_secrets(values: list[SecretStr]) -> list[SecretStr]:
+    if len({v.get_secret_value() for v in values}) != len(values):
+        raise PydanticCustomError("unique_items", "signing secrets must differ")
+    return values
+
+
+SigningSecret = Annotated[SecretStr, AfterValidator(_check_signing_secret)]
+SigningSecrets = Annotated[
+    list[SigningSecret],
+    AfterValidator(_unique_secrets),
+    Field(
+        max_length=MAX_SIGNING_SECRETS,
+        description=(
+            "Standard Webhooks secrets (`whsec_` + base64). Several during a rotation: "
+            "outbound signs with each, inbound accepts any."
+        ),
+    ),
+]
+
+# Members that only a private (or symmetric) JWK has.
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+_CURVES = {"EC": frozenset({"P-256", "P-384"}), "OKP": frozenset({"X25519"})}
+_JWK_KINDS = "an EC P-256 or P-384, OKP X25519 or RSA (at least 2048 bits) public key"
+
+
+def check_public_jwk(value: dict[str, Any]) -> dict[str, Any]:
+    """The partner's public key as a JWK; a private key is refused (never stored)."""
+    if _PRIVATE_MEMBERS & value.keys():
+        raise PydanticCustomError(
+            "private_key",
+            "this is a private key: send only the public part (commcentre never stores "
+            "a partner's private key)",
+        )
+    kty = value.get("kty")
+    if kty not in ("EC", "OKP", "RSA") or (kty in _CURVES and value.get("crv") not in _CURVES[kty]):
+        raise PydanticCustomError("jwk_type", f"must be {_JWK_KINDS}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # joserfc warns about weak keys: refuse them
+            key = JWKRegistry.import_key(value)
+    except (JoseError, ValueError, TypeError, KeyError, Warning):
+        raise PydanticCustomError("jwk", f"is not a valid JWK; expected {_JWK_KINDS}") from None
+    if key.is_private:
+        raise PydanticCustomError("private_key", "this is a private key: send only the public part")
+    if isinstance(key, RSAKey) and key.raw_value.key_size < 2048:
+        raise PydanticCustomError("jwk_size", "an RSA key needs at least 2048 bits")
+    return dict(key.as_dict(private=False))
+
+
+PublicJwk = Annotated[
+    dict[str, Any],
+    AfterValidator(check_public_jwk),
+    Field(description="The partner's public key (JWK) for encrypting to it (JWE)."),
+]
+RatePerSecond = Annotated[
+    float, Field(gt=0, le=10_000, description="Deliveries per second to this partner.")
+]
+RateBurst = Annotated[int, Field(ge=1, le=1000, description="Deliveries allowed at once.")]
+
+
+def _distinct_channels(values: list[Channel]) -> list[Channel]:
+    return list(dict.fromkeys(values))
+
+
+Channels = Annotated[
+    list[Channel],
+    AfterValidator(_distinct_channels),
+    Field(max_length=len(Channel), description="Channels it serves; empty: every channel."),
+]
+
+
+class PartnerCreate(BaseModel):
+    """Body of POST /v1/partners."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: PartnerId
+    name: ShortText
+    country: CountryCode | None = None
+    channels: Channels = []
+    adapter: AdapterName = Field(description="A registered adapter, e.g. `webhook`.")
+    config: dict[str, Any] = Field(default={}, description="Checked by the adapter's model.")
+    signing_secrets: SigningSecrets = Field(
+        default=[], description="None given: one is generated and returned once."
+    )
+    public_jwk: PublicJwk | None = None
+    enabled: bool = True
+    allow_loopback: bool = Field(False, description="Allow loopback hosts (tests and demos).")
+    rate_limit_per_second: RatePerSecond | None = None
+    rate_burst: RateBurst = 1
+
+    def canonical(self) -> bytes:
+        """The body as stable JSON, secrets included (for the Idempotency-Key fingerprint)."""
+        data = self.model_dump(mode="json")
+        data["signing_secrets"] = [s.get_secret_value() for s in self.signing_secrets]
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+
+
+_NOT_NULL = ("name", "channels", "config", "signing_secrets", "enabled", "allow_loopback")
+
+
+class PartnerPatch(BaseModel):
+    """Body of PATCH /v1/partners/{id}: only the fields given change.
+
+    `config` replaces the whole config and is checked again; a value left as
+    the mask `**********` keeps the secret stored at that place.
+    `signing_secrets` replaces the list (rotation: send the new and the old one).
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: ShortText | None = None
+    country: CountryCode | None = None
+    channels: Channels | None = None
+    config: dict[str, Any] | None = None
+    signing_secrets: SigningSecrets | None = None
+    public_jwk: PublicJwk | None = None
+    enabled: bool | None = None
+    allow_loopback: bool | None = None
+    rate_limit_per_second: RatePerSecond | None = None
+    rate_burst: RateBurst | None = None
+
+    @field_validator(*_NOT_NULL, "rate_burst", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise PydanticCustomError("not_null", "may be left out but not set to null")
+        return value
+
+    @field_validator("signing_secrets")
+    @classmethod
+    def _keep_one_secret(cls, value: list[SecretStr] | None) -> list[SecretStr] | None:
+        if value is not None and not value:
+            raise PydanticCustomError("too_short", "a partner keeps at least one signing secret")
+        return value
+
+
+class SigningSecretsOut(BaseModel):
+    """Signing secrets as an operator may see them: how many, and their first characters."""
+
+    count: int
+    hints: list[str]
+
+
+class PartnerOut(BaseModel):
+    """A partner as the API shows it: no secret ever."""
+
+    id: str
+    name: str
+    country: str | None
+    channels: list[str]
+    adapter: str
+    config: dict[str, Any] | None = Field(
+        description="Adapter config with secret fields masked; null when it cannot be read."
+    )
+    config_problem: str | None = Field(
+        None, description="Why the config cannot be shown (e.g. the adapter is not installed)."
+    )
+    signing_secrets: SigningSecretsOut
+    public_jwk: dict[str, Any] | None
+    enabled: bool
+    disabled_reason: str | None
+    allow_loopback: bool
+    rate_limit_per_second: float | None
+    rate_burst: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class PartnerCreated(PartnerOut):
+    """The answer to a create: the generated signing secret appears here and nowhere else."""
+
+    generated_signing_secret: str | None = Field(
+        None,
+        description=(
+            "Set when no secret was given: store it now, it is never shown again "
+            "(not even when the request is replayed with its Idempotency-Key)."
+        ),
+    )
+
+
+def secret_hints(values: list[str]) -> SigningSecretsOut:
+    return SigningSecretsOut(count=len(values), hints=[v[:SECRET_HINT_LENGTH] for v in values])

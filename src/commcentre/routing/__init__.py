@@ -1,0 +1,1 @@
+"""Routing: which partners must receive a message."""

@@ -1,0 +1,81 @@
+"""`partners` and `routing` CLI sub-apps against the test database and keyring."""
+
+import json
+import uuid
+
+import pytest
+from typer.testing import CliRunner
+
+from commcentre.config import Settings
+from commcentre.partners.cli import app as partners_cli
+from commcentre.routing.cli import app as routing_cli
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMMCENTRE_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("COMMCENTRE_KEYRING_PATH", str(settings.keyring_path))
+    if not settings.keyring_path.exists():
+        from commcentre.crypto import FileKeyring
+
+        FileKeyring.generate(settings.keyring_path, dev=True)
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_partner_and_rule_lifecycle_from_the_cli() -> None:
+    runner = CliRunner()
+    pid = f"cli-{uuid.uuid4().hex[:10]}"
+    created = runner.invoke(
+        partners_cli,
+        [
+            "create",
+            "--id",
+            pid,
+            "--name",
+            "CLI bureau",
+            "--adapter",
+            "webhook",
+            "--config-json",
+            '{"url": "https://cli.example/hook"}',
+            "--channel",
+            "bilateral",
+        ],
+    )
+    assert created.exit_code == 0, created.output
+    assert "signing secret (shown once): whsec_" in created.output
+    secret = created.output.split("signing secret (shown once): ")[1].strip()
+
+    shown = runner.invoke(partners_cli, ["show", pid])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["config"]["url"] == "https://cli.example/hook"
+    assert secret not in shown.output
+    assert pid in runner.invoke(partners_cli, ["list"]).output
+
+    bad = runner.invoke(
+        partners_cli,
+        ["create", "--id", "cli-bad", "--name", "x", "--adapter", "nope", "--config-json", "{}"],
+    )
+    assert bad.exit_code == 1
+    assert "known adapters" in bad.output
+
+    rule = runner.invoke(
+        routing_cli,
+        ["create", "--name", "cli rule", "--partner", pid, "--match-json", '{"types": ["ack"]}'],
+    )
+    assert rule.exit_code == 0, rule.output
+    rule_id = rule.output.split("routing rule ")[1].split()[0]
+    assert rule_id in runner.invoke(routing_cli, ["list"]).output
+    unknown = runner.invoke(routing_cli, ["create", "--name", "x", "--partner", "cli-ghost-1"])
+    assert unknown.exit_code == 1
+    assert "unknown partners: cli-ghost-1" in unknown.output
+    assert runner.invoke(routing_cli, ["delete", rule_id]).exit_code == 0
+    assert runner.invoke(routing_cli, ["delete", rule_id]).exit_code == 1
+
+    disabled = runner.invoke(partners_cli, ["disable", pid, "--reason", "maintenance"])
+    assert "disabled" in disabled.output
+    assert (
+        "was already disabled"
+        in runner.invoke(partners_cli, ["disable", pid, "--reason", "x"]).output
+    )
+    assert "enabled" in runner.invoke(partners_cli, ["enable", pid]).output
+    assert runner.invoke(partners_cli, ["disable", pid, "--reason", "test over"]).exit_code == 0
