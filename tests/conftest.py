@@ -84,10 +84,42 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
+# Loopback partners and a rule, so that the API example message routes somewhere:
+# channel interpol -> interpol-ncb (rule), recipient SE -> se-bureau (country).
+TEST_PARTNERS = [
+    {"id": "interpol-ncb", "name": "Interpol NCB (loopback)", "channels": ["interpol"]},
+    {"id": "se-bureau", "name": "Swedish bureau (loopback)", "country": "SE"},
+]
+TEST_RULE = {"name": "interpol channel", "position": 10, "match": {"channels": ["interpol"]}}
+
+
+async def register_test_partners(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
+    for partner in TEST_PARTNERS:
+        response = await client.post(
+            "/v1/partners",
+            json={**partner, "adapter": "loopback", "allow_loopback": True},
+            headers=admin_headers,
+        )
+        assert response.status_code in (201, 409), response.text
+    listing = (await client.get("/v1/routing-rules", headers=admin_headers)).json()["items"]
+    if not any(rule["name"] == TEST_RULE["name"] for rule in listing):
+        response = await client.post(
+            "/v1/routing-rules",
+            json={**TEST_RULE, "partners": ["interpol-ncb"]},
+            headers=admin_headers,
+        )
+        assert response.status_code == 201, response.text
+
+
 @pytest.fixture(scope="session")
-async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def http(app: FastAPI, db: Database) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://commcentre.test") as client:
+        async with db.write_sessions() as session, session.begin():
+            issued = await create_client(
+                session, name="fixture-admin", scopes=["admin"], actor="test", now=utcnow()
+            )
+        await register_test_partners(client, {"Authorization": f"Bearer {issued.api_key}"})
         yield client
 
 

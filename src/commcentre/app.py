@@ -11,13 +11,23 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy.exc import DBAPIError
 
 from commcentre import __version__
+from commcentre.adapters.base import Resolver
+from commcentre.adapters.netguard import system_resolver
 from commcentre.audit.router import router as audit_router
 from commcentre.auth.deps import Authenticator
 from commcentre.auth.service import ensure_bootstrap_admin
+from commcentre.bootstrap import (
+    build_adapters,
+    build_dispatcher,
+    build_http_client,
+    build_vault,
+    open_keyring,
+)
 from commcentre.clock import Clock, utcnow
 from commcentre.config import Settings
-from commcentre.crypto import BlindIndex, Envelope, FileKeyring, KeyProvider
+from commcentre.crypto import KeyProvider
 from commcentre.db import Database
+from commcentre.delivery.retry import RetryPolicy
 from commcentre.errors import Problem, install_error_handlers
 from commcentre.health import router as health_router
 from commcentre.idempotency.service import IdempotentRunner
@@ -25,8 +35,10 @@ from commcentre.messages.identifiers import LookupRequest
 from commcentre.messages.ingest import IngestWriter
 from commcentre.messages.router import router as messages_router
 from commcentre.messages.schemas import MessageIn
-from commcentre.messages.service import MessageVault
 from commcentre.middleware import BodySizeLimit
+from commcentre.partners.router import router as partners_router
+from commcentre.routing.directory import RoutingDirectory
+from commcentre.routing.router import router as routing_router
 from commcentre.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -41,31 +53,13 @@ Authenticate with `Authorization: Bearer <api-key>`. Errors are RFC 9457
 """
 
 
-def open_keyring(settings: Settings) -> FileKeyring:
-    """The keyring file; generated in dev when missing, refused in prod unless real."""
-    path = settings.keyring_path
-    if not path.exists():
-        if settings.environment == "prod":
-            raise RuntimeError(
-                f"no keyring at {path}: create one with `commcentre keys generate` "
-                "(prod never generates keys on its own)"
-            )
-        log.warning("dev_keyring_generated", path=str(path))
-        return FileKeyring.generate(path, dev=True)
-    keyring = FileKeyring.load(path)
-    if settings.environment == "prod" and keyring.is_dev:
-        raise RuntimeError(
-            f"the keyring at {path} is a development keyring; prod needs one made by "
-            "`commcentre keys generate`"
-        )
-    return keyring
-
-
 def create_app(
     settings: Settings | None = None,
     *,
     clock: Clock = utcnow,
     keys: KeyProvider | None = None,
+    resolver: Resolver | None = None,
+    retry_policy: RetryPolicy | None = None,
 ) -> FastAPI:
     """The API application; nothing is read from the environment at import time."""
     settings = settings or Settings()
@@ -74,10 +68,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.database_url, pool_size=settings.db_pool_size)
         provider = keys if keys is not None else open_keyring(settings)
-        vault = MessageVault(
-            envelope=Envelope(provider),
-            blind_index=BlindIndex(provider.blind_index_key()),
-            retention=timedelta(days=settings.default_retention_days),
+        vault = build_vault(settings, provider)
+        http = build_http_client(settings)
+        adapters = build_adapters(settings, http, resolver or system_resolver)
+        dispatcher = (
+            build_dispatcher(settings, db, vault, adapters, clock=clock, policy=retry_policy)
+            if settings.dispatcher_enabled
+            else None
         )
         ingest = IngestWriter(
             settings.database_url,
@@ -85,11 +82,14 @@ def create_app(
             batch_max=settings.ingest_batch_max,
             batch_wait=settings.ingest_batch_wait_ms / 1000,
             idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+            on_committed=(lambda _count: dispatcher.wake()) if dispatcher else None,
         )
         authenticator = Authenticator(db, ttl=settings.auth_cache_seconds)
         if settings.bootstrap_admin_key is not None:
             await _bootstrap(db, settings.bootstrap_admin_key.get_secret_value(), clock)
         await ingest.start()
+        if dispatcher is not None:
+            await dispatcher.start()
         app.state.runtime = Runtime(
             settings=settings,
             db=db,
@@ -100,6 +100,9 @@ def create_app(
             idempotent=IdempotentRunner(
                 db.write_sessions, ttl=timedelta(hours=settings.idempotency_ttl_hours)
             ),
+            adapters=adapters,
+            routing=RoutingDirectory(db),
+            dispatcher=dispatcher,
             clock=clock,
         )
         app.state.db = db
@@ -108,6 +111,9 @@ def create_app(
             yield
         finally:
             await ingest.stop()
+            if dispatcher is not None:
+                await dispatcher.stop()
+            await http.aclose()
             await db.dispose()
 
     app = FastAPI(
@@ -118,6 +124,8 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(messages_router)
+    app.include_router(partners_router)
+    app.include_router(routing_router)
     app.include_router(audit_router)
     app.include_router(health_router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -14,6 +14,8 @@ from typing import Annotated, TypeVar
 import typer
 
 from commcentre.config import Settings
+from commcentre.partners import cli as partners_cli
+from commcentre.routing import cli as routing_cli
 
 T = TypeVar("T")
 
@@ -31,6 +33,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(clients_app, name="clients")
 app.add_typer(audit_app, name="audit")
+app.add_typer(partners_cli.app, name="partners")
+app.add_typer(routing_cli.app, name="routing-rules")
 
 
 def _actor() -> str:
@@ -64,14 +68,19 @@ def _keyring_errors() -> Iterator[None]:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default from settings).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
+    worker: Annotated[
+        bool, typer.Option(help="Run the dispatcher in this process (embedded shape).")
+    ] = True,
 ) -> None:
-    """Run the API."""
+    """Run the API (and, unless --no-worker, the dispatcher)."""
     import uvicorn
 
     from commcentre.app import create_app
     from commcentre.logs import configure_logging
 
     settings = Settings()
+    if not worker:
+        settings = settings.model_copy(update={"dispatcher_enabled": False})
     configure_logging(json=settings.environment == "prod")
     uvicorn.run(
         create_app(settings),
@@ -81,6 +90,17 @@ def serve(
         access_log=False,
         proxy_headers=False,
     )
+
+
+@app.command()
+def worker() -> None:
+    """Run a dispatcher process: deliver due messages until SIGTERM."""
+    from commcentre.delivery.worker import run_worker
+    from commcentre.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(json=settings.environment == "prod")
+    asyncio.run(run_worker(settings))
 
 
 @app.command()

@@ -44,6 +44,21 @@ class Settings(BaseSettings):
     default_retention_days: int = Field(
         365 * 3, ge=1, description="purge_after for a legal basis without its own period."
     )
+    dispatcher_enabled: bool = Field(
+        True, description="Run the dispatcher inside `commcentre serve` (embedded shape)."
+    )
+    dispatcher_concurrency: int = Field(
+        32, ge=1, le=1000, description="Deliveries one dispatcher attempts at once."
+    )
+    delivery_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="How long a partner may take to answer one delivery."
+    )
+    delivery_max_attempts: int = Field(
+        15, ge=1, le=100, description="Attempts before a delivery becomes a dead letter."
+    )
+    delivery_max_age_hours: float = Field(
+        48.0, gt=0, description="Age after which a failing delivery becomes a dead letter."
+    )
     host: str = Field("127.0.0.1", description="Address `commcentre serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `commcentre serve` binds.")
 

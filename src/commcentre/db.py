@@ -4,23 +4,40 @@ SQLite has one writer per process: writes go through a one-connection engine
 whose transactions start with BEGIN IMMEDIATE (so a read-then-write never
 fails on an upgraded lock), reads through a small pool of DEFERRED
 connections. On PostgreSQL one pooled engine serves both.
+
+Hot write paths (the ingest writer) use `Database.write_transaction()`, which
+yields a `WriteSession`: on PostgreSQL an AsyncSession, on SQLite a thin
+adapter over a synchronous stdlib-sqlite3 session, so that a statement costs
+tens of microseconds instead of several thread hops through aiosqlite.
 """
 
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar, TypeVarTuple, overload
 
 from fastapi import Depends, Request
-from sqlalchemy import JSON, DateTime, MetaData, event
+from sqlalchemy import (
+    JSON,
+    Connection,
+    DateTime,
+    Engine,
+    Executable,
+    MetaData,
+    create_engine,
+    event,
+)
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Result, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.selectable import TypedReturnsRows
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -60,28 +77,143 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def _sqlite_engine(url: str, *, pool_size: int, begin: str) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=30)
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=30000",
+)
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def _configure_sqlite(engine: Engine, *, begin: str) -> None:
+    """Our PRAGMAs on every new connection, and `begin` as each transaction's BEGIN."""
+
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the driver: we emit BEGIN ourselves.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (
-            "PRAGMA journal_mode=WAL",
-            "PRAGMA synchronous=FULL",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA busy_timeout=30000",
-        ):
+        for pragma in SQLITE_PRAGMAS:
             cursor.execute(pragma)
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql(begin)
 
+
+def _sqlite_engine(url: str, *, pool_size: int, begin: str) -> AsyncEngine:
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=30)
+    _configure_sqlite(engine.sync_engine, begin=begin)
     return engine
+
+
+def _sqlite_sync_write_engine(url: str) -> Engine:
+    """The same file through the stdlib driver: one connection, BEGIN IMMEDIATE."""
+    sync_url = make_url(url).set(drivername="sqlite+pysqlite")
+    engine = create_engine(sync_url, pool_size=1, max_overflow=0, pool_timeout=30)
+    _configure_sqlite(engine, begin="BEGIN IMMEDIATE")
+    return engine
+
+
+_T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
+
+# What a statement takes as parameters: one set, or a list of them (an executemany).
+ExecuteParams = Mapping[str, Any] | Sequence[Mapping[str, Any]]
+
+
+class WriteSession(Protocol):
+    """What the hot write paths use of a session, inside a transaction they do not end.
+
+    AsyncSession satisfies it (on PostgreSQL `Database.write_transaction` yields
+    one); on SQLite the session is synchronous underneath, and `await` on its
+    methods returns without ever suspending. Results are fully buffered either way.
+    """
+
+    @overload
+    async def execute(
+        self, statement: TypedReturnsRows[*_Ts], params: ExecuteParams | None = None
+    ) -> Result[*_Ts]: ...
+
+    @overload
+    async def execute(
+        self, statement: Executable, params: ExecuteParams | None = None
+    ) -> Result[*tuple[Any, ...]]: ...
+
+    @overload
+    async def scalar(
+        self, statement: TypedReturnsRows[_T], params: Mapping[str, Any] | None = None
+    ) -> _T | None: ...
+
+    @overload
+    async def scalar(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> Any: ...
+
+    async def flush(self, objects: Sequence[Any] | None = None) -> None: ...
+
+    def add(self, instance: object) -> None: ...
+
+    def get_bind(self) -> Engine | Connection:
+        """The (synchronous) engine or connection: `get_bind().dialect.name` names the backend."""
+        ...
+
+
+# As AsyncSession.execute does: ORM results are read in full before execute returns.
+_BUFFERED = {"prebuffer_rows": True}
+
+
+class SyncWriteSession:
+    """A WriteSession over a synchronous Session: no thread, no event loop round trip.
+
+    Every method runs the statement right away on the calling thread, blocking
+    it for the statement's duration (tens of microseconds for our inserts, the
+    fsync at commit). Only ever use it on a thread of its own, such as the
+    ingest writer's: on a request-handling loop it would stall every request.
+    """
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    @overload
+    async def execute(
+        self, statement: TypedReturnsRows[*_Ts], params: ExecuteParams | None = None
+    ) -> Result[*_Ts]: ...
+
+    @overload
+    async def execute(
+        self, statement: Executable, params: ExecuteParams | None = None
+    ) -> Result[*tuple[Any, ...]]: ...
+
+    async def execute(
+        self, statement: Executable, params: ExecuteParams | None = None
+    ) -> Result[*tuple[Any, ...]]:
+        return self._session.execute(statement, params, execution_options=_BUFFERED)
+
+    @overload
+    async def scalar(
+        self, statement: TypedReturnsRows[_T], params: Mapping[str, Any] | None = None
+    ) -> _T | None: ...
+
+    @overload
+    async def scalar(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> Any: ...
+
+    async def scalar(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
+        return self._session.scalar(statement, params, execution_options=_BUFFERED)
+
+    async def flush(self, objects: Sequence[Any] | None = None) -> None:
+        self._session.flush(objects)
+
+    def add(self, instance: object) -> None:
+        self._session.add(instance)
+
+    def get_bind(self) -> Engine | Connection:
+        return self._session.get_bind()
 
 
 class Database:
@@ -100,11 +232,51 @@ class Database:
             self.read_engine = self.write_engine
         self.write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        # SQLite only, made on first use by write_transaction.
+        self._sync_write_engine: Engine | None = None
+        self._sync_write_sessions: sessionmaker[Session] | None = None
+        self._sync_lock = threading.Lock()
+
+    @asynccontextmanager
+    async def write_transaction(self) -> AsyncIterator[WriteSession]:
+        """A write transaction for a hot path: committed on success, rolled back on error.
+
+        On PostgreSQL, an AsyncSession from `write_sessions`. On SQLite, the
+        stdlib driver driven synchronously through its own one-connection
+        engine (same PRAGMAs, BEGIN IMMEDIATE): no thread hop per statement, but
+        every statement blocks the calling thread while it runs. Use it only
+        from a dedicated thread such as the ingest writer's, never on the
+        request-handling loop, and never nest it (its one connection is taken).
+        Writers in other connections or processes wait for it (busy_timeout).
+        """
+        if not self.is_sqlite:
+            async with self.write_sessions() as session, session.begin():
+                yield session
+            return
+        with self._sync_sessions()() as sync_session, sync_session.begin():
+            yield SyncWriteSession(sync_session)
+
+    def _sync_sessions(self) -> "sessionmaker[Session]":
+        factory = self._sync_write_sessions
+        if factory is None:
+            with self._sync_lock:
+                if self._sync_write_sessions is None:
+                    self._sync_write_engine = _sqlite_sync_write_engine(self.url)
+                    self._sync_write_sessions = sessionmaker(
+                        self._sync_write_engine, expire_on_commit=False
+                    )
+                factory = self._sync_write_sessions
+        return factory
 
     async def dispose(self) -> None:
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
+        with self._sync_lock:
+            engine, self._sync_write_engine = self._sync_write_engine, None
+            self._sync_write_sessions = None
+        if engine is not None:
+            engine.dispose()
 
 
 async def get_database(request: Request) -> Database:

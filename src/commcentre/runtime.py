@@ -5,14 +5,17 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from commcentre.adapters.registry import AdapterRegistry
 from commcentre.auth.deps import Authenticator
 from commcentre.clock import Clock
 from commcentre.config import Settings
 from commcentre.crypto import KeyProvider
 from commcentre.db import Database
+from commcentre.delivery.dispatcher import Dispatcher
 from commcentre.idempotency.service import IdempotentRunner
 from commcentre.messages.ingest import IngestWriter
 from commcentre.messages.service import MessageVault
+from commcentre.routing.directory import RoutingDirectory
 
 
 @dataclass(slots=True)
@@ -24,6 +27,9 @@ class Runtime:
     ingest: IngestWriter
     authenticator: Authenticator
     idempotent: IdempotentRunner
+    adapters: AdapterRegistry
+    routing: RoutingDirectory
+    dispatcher: Dispatcher | None
     clock: Clock
 
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner, Result
@@ -34,7 +35,7 @@ from commcentre.crypto import FileKeyring
 from commcentre.db import Database
 from commcentre.messages.schemas import MessageIn
 from commcentre.migrate import head_revision, upgrade
-from tests.conftest import PG_ENV
+from tests.conftest import PG_ENV, register_test_partners
 from tests.factories import message
 
 T = TypeVar("T")
@@ -134,11 +135,16 @@ def cli(database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
 Api = Callable[[httpx.AsyncClient], Awaitable[T]]
 
 
+ADMIN_KEY = "ck_" + "cli-test-admin-key".ljust(43, "x")
+
+
 async def _with_api(settings: Settings, use: Api[T]) -> T:
-    app = create_app(settings)
+    # A bootstrap admin registers the loopback partners the example message routes to.
+    app = create_app(settings.model_copy(update={"bootstrap_admin_key": SecretStr(ADMIN_KEY)}))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://commcentre.test") as h:
+            await register_test_partners(h, bearer(ADMIN_KEY))
             return await use(h)
 
 
@@ -402,7 +408,7 @@ def test_audit_verify_detects_a_tampered_entry(cli: Cli) -> None:
                     await conn.execute(
                         text(
                             "SELECT seq, justification FROM audit_entries "
-                            "WHERE seq = (SELECT MAX(seq) FROM audit_entries)"
+                            "WHERE event = 'message.read' ORDER BY seq DESC LIMIT 1"
                         )
                     )
                 ).one()

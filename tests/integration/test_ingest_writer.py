@@ -55,6 +55,7 @@ def pending_for(user: ApiUser, vault: MessageVault, key: str | None = None) -> P
         principal=principal,
         idempotency_key=key,
         vault=vault,
+        destinations=[],
         now=utcnow(),
     )
 

@@ -13,6 +13,7 @@ from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.audit.models import HEAD_ID, AuditEntry, AuditHead
+from commcentre.db import WriteSession
 
 VERIFY_CHUNK = 1000
 
@@ -43,7 +44,7 @@ class AuditFilter:
     until: datetime | None = None
 
 
-async def advance_head(session: AsyncSession, count: int, *, now: datetime) -> ChainHead:
+async def advance_head(session: WriteSession, count: int, *, now: datetime) -> ChainHead:
     """Reserve `count` seqs; returns the new last seq and the hash before the reservation.
 
     This must be the first audit statement of the transaction: on PostgreSQL
@@ -63,12 +64,12 @@ async def advance_head(session: AsyncSession, count: int, *, now: datetime) -> C
     return ChainHead(row.seq, row.hash)
 
 
-async def insert_entries(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+async def insert_entries(session: WriteSession, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert chained entries with one executemany."""
     await session.execute(insert(_entries), list(rows))
 
 
-async def set_head_hash(session: AsyncSession, head_hash: bytes) -> None:
+async def set_head_hash(session: WriteSession, head_hash: bytes) -> None:
     """Record the hash of the entry the head's seq now points at."""
     await session.execute(update(_head).where(_head.c.id == HEAD_ID).values(hash=head_hash))
 

@@ -28,6 +28,7 @@ from commcentre.audit.models import (
     AuditEntry,
 )
 from commcentre.audit.repository import AuditFilter, AuditHeadMissingError
+from commcentre.db import WriteSession
 from commcentre.ids import new_id
 
 __all__ = [
@@ -124,7 +125,7 @@ class AuditEntryPage:
 
 
 async def append(
-    session: AsyncSession, records: Sequence[AuditRecord], *, now: datetime
+    session: WriteSession, records: Sequence[AuditRecord], *, now: datetime
 ) -> list[int]:
     """Chain `records` onto the log in the session's transaction; returns their seqs.
 

@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, delete, insert, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from commcentre.db import WriteSession
 from commcentre.idempotency.models import IdempotencyRecord
 
 ClientKey = tuple[uuid.UUID, str]
@@ -16,7 +16,7 @@ _records = cast(Table, IdempotencyRecord.__table__)
 
 
 async def find_many(
-    session: AsyncSession, keys: Iterable[ClientKey], *, now: datetime
+    session: WriteSession, keys: Iterable[ClientKey], *, now: datetime
 ) -> dict[ClientKey, IdempotencyRecord]:
     """The live records for these (client, key) pairs."""
     wanted = list(set(keys))
@@ -36,13 +36,13 @@ async def find_many(
     return found
 
 
-async def insert_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+async def insert_many(session: WriteSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await session.execute(insert(_records), list(rows))
 
 
 async def delete_expired(
-    session: AsyncSession, *, now: datetime, keys: Iterable[ClientKey] = ()
+    session: WriteSession, *, now: datetime, keys: Iterable[ClientKey] = ()
 ) -> int:
     """Remove expired records (all of them, or only these keys)."""
     stmt = delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now)

@@ -13,7 +13,10 @@ own, so one bad message never fails its neighbours.
 The writer runs on a thread of its own with its own event loop and engine: a
 request-handling loop under load takes milliseconds to come back to any one
 await, and a batch makes about ten database round trips. On an idle loop of its
-own, those round trips cost microseconds.
+own, those round trips cost microseconds. Its transactions come from
+`Database.write_transaction`: on SQLite that is the stdlib driver called
+synchronously on this thread (aiosqlite would add thread hops to every
+statement), on PostgreSQL an asyncpg session.
 """
 
 import asyncio
@@ -30,6 +33,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from commcentre.audit.service import AuditRecord, append
 from commcentre.clock import Clock
 from commcentre.db import Database
+from commcentre.delivery.repository import insert_deliveries
 from commcentre.errors import CommCentreError, Conflict, ServiceUnavailable, UnprocessableContent
 from commcentre.idempotency import repository as idempotency_repository
 from commcentre.messages import repository
@@ -56,6 +60,8 @@ class PendingMessage:
     fingerprint: bytes
     message_row: dict[str, Any]
     identifier_rows: list[dict[str, Any]]
+    # The transactional outbox: one row per destination partner, same transaction.
+    delivery_rows: list[dict[str, Any]]
     audit: AuditRecord
     response: dict[str, Any]
     future: "asyncio.Future[IngestOutcome]" = field(
@@ -75,9 +81,12 @@ class IngestWriter:
         batch_wait: float,
         idempotency_ttl: timedelta,
         pool_size: int = 2,
+        on_committed: Callable[[int], None] | None = None,
     ) -> None:
         self._database_url = database_url
         self._pool_size = pool_size
+        # Called from the writer thread with the number of new deliveries after each commit.
+        self._on_committed = on_committed
         self._clock = clock
         self._batch_max = batch_max
         self._batch_wait = batch_wait
@@ -168,7 +177,7 @@ class IngestWriter:
     async def _purge_expired_keys(self) -> None:
         # Runs in the writer so that it never competes with it for SQLite's write lock.
         try:
-            async with self._db.write_sessions() as session, session.begin():
+            async with self._db.write_transaction() as session:
                 removed = await idempotency_repository.delete_expired(session, now=self._clock())
         except (DBAPIError, OSError) as exc:
             log.warning("idempotency_purge_failed", error_type=type(exc).__name__)
@@ -218,7 +227,7 @@ class IngestWriter:
     async def _write(self, batch: Sequence[PendingMessage]) -> None:
         now = self._clock()
         outcomes: list[tuple[PendingMessage, IngestOutcome | CommCentreError]] = []
-        async with self._db.write_sessions() as session, session.begin():
+        async with self._db.write_transaction() as session:
             keyed = [(p.client_id, p.idempotency_key) for p in batch if p.idempotency_key]
             stored = await idempotency_repository.find_many(session, keyed, now=now)
             if keyed and len(stored) < len(keyed):
@@ -257,6 +266,8 @@ class IngestWriter:
                 await repository.insert_identifiers(
                     session, [row for p in fresh for row in p.identifier_rows]
                 )
+                deliveries = [row for p in fresh for row in p.delivery_rows]
+                await insert_deliveries(session, deliveries)
                 await idempotency_repository.insert_many(
                     session,
                     [
@@ -278,6 +289,8 @@ class IngestWriter:
         # Committed: only now may anyone hear "accepted".
         self.batches_written += 1
         self.messages_written += len(fresh)
+        if self._on_committed is not None and fresh:
+            self._on_committed(sum(len(p.delivery_rows) for p in fresh))
         for pending in fresh:
             outcomes.append((pending, IngestOutcome(202, pending.response)))
         for pending, outcome in outcomes:

@@ -9,6 +9,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from commcentre.db import WriteSession
 from commcentre.messages.models import Message, MessageIdentifier
 
 _messages = cast(Table, Message.__table__)
@@ -59,13 +60,13 @@ class MessageFilter:
     until: datetime | None = None
 
 
-async def insert_messages(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+async def insert_messages(session: WriteSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         # Core insert on the table (not the ORM entity): a plain executemany, no unit of work.
         await session.execute(insert(_messages), list(rows))
 
 
-async def insert_identifiers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+async def insert_identifiers(session: WriteSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await session.execute(insert(_identifiers), list(rows))
 

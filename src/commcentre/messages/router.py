@@ -29,6 +29,7 @@ from commcentre.messages.repository import MessageFilter
 from commcentre.messages.schemas import Direction, MessageIn, SubjectKind
 from commcentre.messages.views import LookupResponse, MessageAccepted, MessageOut, MessageSummary
 from commcentre.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from commcentre.routing.rules import UnroutableMessage
 from commcentre.runtime import Runtime, RuntimeDep
 
 router = APIRouter(tags=["messages"])
@@ -94,11 +95,16 @@ async def submit_message(
         message = MessageIn.model_validate_json(raw)
     except ValidationError as exc:
         raise validation_problem(exc) from None
+    try:
+        decision = (await runtime.routing.snapshot()).route(message)
+    except UnroutableMessage as exc:
+        raise UnprocessableContent(f"the message routes nowhere: {exc.reason}") from None
     pending = service.prepare_outbound(
         message,
         principal=principal,
         idempotency_key=idempotency_key,
         vault=runtime.vault,
+        destinations=decision.partners,
         now=runtime.clock(),
     )
     outcome = await runtime.ingest.submit(pending)

@@ -74,9 +74,13 @@ def prepare_outbound(
     principal: Principal,
     idempotency_key: str | None,
     vault: MessageVault,
+    destinations: Sequence[str],
     now: datetime,
 ) -> PendingMessage:
-    """Seal and index a validated message; nothing is written yet."""
+    """Seal, index and address a validated message; nothing is written yet.
+
+    `destinations` are the partner ids routing chose: one outbox row each.
+    """
     message_id = new_id()
     canonical = message.model_dump_json(exclude_none=True).encode()
     sealed = vault.envelope.seal(canonical, record_id=message_id, context=ENVELOPE_CONTEXT)
@@ -102,11 +106,27 @@ def prepare_outbound(
         "wrapped_key": sealed.wrapped_key,
         "ciphertext": sealed.ciphertext,
     }
+    deliveries = [
+        {
+            "id": new_id(),
+            "message_id": message_id,
+            "partner_id": partner_id,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for partner_id in destinations
+    ]
     response = {
         "id": str(message_id),
         "status": "accepted",
         "created_at": now.isoformat().replace("+00:00", "Z"),
-        "deliveries": [],
+        "deliveries": [
+            {"id": str(d["id"]), "partner": d["partner_id"], "status": "pending"}
+            for d in deliveries
+        ],
     }
     return PendingMessage(
         client_id=principal.client_id,
@@ -115,13 +135,19 @@ def prepare_outbound(
         fingerprint=fingerprint(SUBMIT_OPERATION, canonical),
         message_row=row,
         identifier_rows=[{"message_id": message_id, "digest": d} for d in digests],
+        delivery_rows=deliveries,
         audit=AuditRecord(
             action=AuditAction.COLLECTION,
             event="message.ingested",
             actor=principal.actor,
             subject_type="message",
             subject_id=str(message_id),
-            details={"direction": "outbound", "type": message.type.value, "subject_kinds": kinds},
+            details={
+                "direction": "outbound",
+                "type": message.type.value,
+                "subject_kinds": kinds,
+                "partners": list(destinations),
+            },
             occurred_at=now,
         ),
         response=response,

@@ -1,0 +1,94 @@
+"""Building the long-lived parts of a process, shared by the API and the worker."""
+
+from datetime import timedelta
+
+import httpx
+import structlog
+
+from commcentre.adapters.base import AdapterContext, Resolver
+from commcentre.adapters.registry import AdapterRegistry, load_adapters
+from commcentre.clock import Clock
+from commcentre.config import Settings
+from commcentre.crypto import BlindIndex, Envelope, FileKeyring, KeyProvider
+from commcentre.db import Database
+from commcentre.delivery.dispatcher import Dispatcher, DispatcherSettings
+from commcentre.delivery.retry import RetryPolicy
+from commcentre.messages.service import MessageVault
+
+log = structlog.get_logger(__name__)
+
+
+def open_keyring(settings: Settings) -> FileKeyring:
+    """The keyring file; generated in dev when missing, refused in prod unless real."""
+    path = settings.keyring_path
+    if not path.exists():
+        if settings.environment == "prod":
+            raise RuntimeError(
+                f"no keyring at {path}: create one with `commcentre keys generate` "
+                "(prod never generates keys on its own)"
+            )
+        log.warning("dev_keyring_generated", path=str(path))
+        return FileKeyring.generate(path, dev=True)
+    keyring = FileKeyring.load(path)
+    if settings.environment == "prod" and keyring.is_dev:
+        raise RuntimeError(
+            f"the keyring at {path} is a development keyring; prod needs one made by "
+            "`commcentre keys generate`"
+        )
+    return keyring
+
+
+def build_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The one HTTP client of a process, shared by every adapter.
+
+    No environment proxies (they would connect on our behalf and undo the SSRF
+    guard's pinned address), no redirects, bounded timeouts and pool.
+    """
+    return httpx.AsyncClient(
+        trust_env=False,
+        follow_redirects=False,
+        timeout=httpx.Timeout(settings.delivery_timeout_seconds),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
+
+
+def policy_from(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.delivery_max_attempts,
+        max_age=timedelta(hours=settings.delivery_max_age_hours),
+    )
+
+
+def build_vault(settings: Settings, keys: KeyProvider) -> MessageVault:
+    return MessageVault(
+        envelope=Envelope(keys),
+        blind_index=BlindIndex(keys.blind_index_key()),
+        retention=timedelta(days=settings.default_retention_days),
+    )
+
+
+def build_adapters(
+    settings: Settings, http: httpx.AsyncClient, resolver: Resolver
+) -> AdapterRegistry:
+    return load_adapters(
+        AdapterContext(http=http, resolver=resolver, timeout=settings.delivery_timeout_seconds)
+    )
+
+
+def build_dispatcher(
+    settings: Settings,
+    db: Database,
+    vault: MessageVault,
+    adapters: AdapterRegistry,
+    *,
+    clock: Clock,
+    policy: RetryPolicy | None = None,
+) -> Dispatcher:
+    return Dispatcher(
+        db,
+        vault=vault,
+        adapters=adapters,
+        clock=clock,
+        policy=policy or policy_from(settings),
+        settings=DispatcherSettings(concurrency=settings.dispatcher_concurrency),
+    )

@@ -1,0 +1,1 @@
+"""Durable delivery: the outbox rows, the dispatcher, retries and dead letters."""

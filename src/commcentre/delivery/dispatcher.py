@@ -1,0 +1,547 @@
+"""The dispatcher: claims due deliveries, hands them to adapters, records what happened.
+
+One per worker process (and one inside `commcentre serve` in the embedded
+shape). It leases due deliveries (FOR UPDATE SKIP LOCKED on PostgreSQL), so
+many workers share the outbox without ever holding the same delivery at once;
+a worker that dies leaves leases that expire and are claimed again. Outcomes
+are written back in batches, with a disclosure audit entry for every delivery
+that reached its partner.
+
+At-least-once: a delivery whose outcome was not recorded (crash, lost lease)
+is attempted again; the delivery id is the `webhook-id`, so partners can drop
+the duplicate.
+"""
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import structlog
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
+
+from commcentre.adapters.base import (
+    AdapterConfigError,
+    DeliveryContext,
+    DeliveryError,
+    OutboundMessage,
+    PartnerGoneError,
+    PartnerView,
+    RetryableDeliveryError,
+)
+from commcentre.audit.service import AuditAction, AuditRecord, append
+from commcentre.clock import Clock
+from commcentre.crypto import CryptoError
+from commcentre.db import Database
+from commcentre.delivery import ratelimit, repository
+from commcentre.delivery.breaker import CircuitBreakers
+from commcentre.delivery.models import DeliveryStatus
+from commcentre.delivery.repository import NOTIFY_CHANNEL, ClaimedDelivery, DeliveryOutcome
+from commcentre.delivery.retry import RetryPolicy
+from commcentre.errors import CommCentreError
+from commcentre.messages.models import Message
+from commcentre.messages.service import MessageVault, unseal
+from commcentre.partners.adapter_config import AdapterCatalog
+from commcentre.partners.models import Partner
+from commcentre.partners.service import disable_partner, partner_view
+
+log = structlog.get_logger(__name__)
+
+ERROR_MAX = 500
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherSettings:
+    concurrency: int = 32
+    claim_batch: int = 64
+    lease: timedelta = timedelta(seconds=60)
+    poll_interval: float = 1.0
+    shutdown_grace: float = 20.0
+    results_batch: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    claim: ClaimedDelivery
+    message: OutboundMessage
+    legal_basis: str
+    partner: PartnerView
+    adapter_name: str
+    rate_limit: float | None
+    rate_burst: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    outcome: DeliveryOutcome
+    legal_basis: str | None = None
+    gone_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Deferred:
+    delivery_id: uuid.UUID
+    next_attempt_at: datetime
+
+
+@dataclass(slots=True)
+class DispatcherStats:
+    claimed: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    deferred: int = 0
+    lost_leases: int = 0
+    batches: int = 0
+    last_error: str | None = field(default=None)
+
+
+class Dispatcher:
+    """Moves deliveries from the outbox to partners."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        vault: MessageVault,
+        adapters: AdapterCatalog,
+        clock: Clock,
+        policy: RetryPolicy | None = None,
+        breakers: CircuitBreakers | None = None,
+        settings: DispatcherSettings | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self._db = db
+        self._vault = vault
+        self._adapters = adapters
+        self._clock = clock
+        self._policy = policy or RetryPolicy()
+        self._breakers = breakers or CircuitBreakers()
+        self._settings = settings or DispatcherSettings()
+        self.owner = owner or f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.stats = DispatcherStats()
+        self._views: dict[tuple[str, datetime], PartnerView] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._runner: asyncio.Task[None] | None = None
+        self._recorder: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._results: asyncio.Queue[_Recorded | _Deferred | None] = asyncio.Queue()
+        self._recorder = asyncio.create_task(self._record_results(), name="dispatcher-results")
+        self._runner = asyncio.create_task(self._run(), name="dispatcher")
+        if not self._db.is_sqlite:
+            self._listener = asyncio.create_task(self._listen(), name="dispatcher-listen")
+        log.info("dispatcher_started", owner=self.owner)
+
+    async def stop(self) -> None:
+        """Finish what is in flight (up to the grace period), record it, release the rest."""
+        if self._runner is None:
+            return
+        self._stopping = True
+        self._stop_requested.set()
+        self._wake.set()
+        await self._runner
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        self._results.put_nowait(None)
+        if self._recorder is not None:
+            await self._recorder
+        self._runner = self._recorder = self._listener = None
+        log.info("dispatcher_stopped", owner=self.owner, **_stats(self.stats))
+
+    def wake(self) -> None:
+        """New deliveries were committed; safe to call from any thread."""
+        loop = getattr(self, "_loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def drain(self, *, within: float) -> bool:
+        """Wait until no delivery is due or in flight (tests, demo); False on timeout."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if not self._tasks and self._results.empty() and not await self._has_open_work():
+                return True
+            self._wake.set()
+            await asyncio.sleep(0.05)
+        return False
+
+    # -- claiming --------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            free = self._settings.concurrency - len(self._tasks)
+            if free <= 0:
+                await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            self._wake.clear()
+            try:
+                jobs = await self._claim(min(free, self._settings.claim_batch))
+            except (DBAPIError, OSError) as exc:
+                self.stats.last_error = type(exc).__name__
+                log.warning("dispatcher_claim_failed", error_type=type(exc).__name__)
+                await self._sleep(self._settings.poll_interval)
+                continue
+            if not jobs:
+                await self._sleep(self._settings.poll_interval)
+                continue
+            for job in jobs:
+                task = asyncio.create_task(self._attempt(job))
+                self._tasks.add(task)
+                task.add_done_callback(self._finished)
+        await self._finish_in_flight()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # An adapter raised outside the error tree: the lease expires and the
+            # delivery is tried again, so nothing is lost; the bug gets logged.
+            exc = task.exception()
+            log.error("adapter_crashed", error_type=type(exc).__name__)
+
+    async def _finish_in_flight(self) -> None:
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=self._settings.shutdown_grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _claim(self, limit: int) -> list[_Job]:
+        now = self._clock()
+        async with self._db.write_sessions() as session, session.begin():
+            claims = await repository.claim_due(
+                session,
+                owner=self.owner,
+                now=now,
+                lease=self._settings.lease,
+                limit=limit,
+                skip_partners=self._breakers.open_partners(),
+                skip_locked=not self._db.is_sqlite,
+            )
+        if not claims:
+            return []
+        self.stats.claimed += len(claims)
+        async with self._db.read_sessions() as session:
+            messages = {
+                m.id: m
+                for m in await repository.sealed_messages(session, {c.message_id for c in claims})
+            }
+            partners = {
+                p.id: p for p in await repository.partners(session, {c.partner_id for c in claims})
+            }
+        jobs: list[_Job] = []
+        for claim in claims:
+            job = self._job(claim, messages.get(claim.message_id), partners.get(claim.partner_id))
+            if job is not None:
+                jobs.append(job)
+        return jobs
+
+    def _job(
+        self, claim: ClaimedDelivery, message: Message | None, partner: Partner | None
+    ) -> _Job | None:
+        attempt = claim.attempts + 1
+        if message is None or partner is None:
+            self._record_dead(claim, attempt, "message or partner no longer exists")
+            return None
+        try:
+            view = self._view(partner)
+            content = unseal(message, vault=self._vault).content
+        except (CryptoError, AdapterConfigError, CommCentreError, ValidationError) as exc:
+            # Retrying cannot help: an operator must fix the partner config or the key.
+            self._record_dead(claim, attempt, _reason(exc))
+            return None
+        return _Job(
+            claim=claim,
+            message=OutboundMessage(id=message.id, created_at=message.created_at, content=content),
+            legal_basis=message.legal_basis,
+            partner=view,
+            adapter_name=partner.adapter,
+            rate_limit=partner.rate_limit_per_second,
+            rate_burst=partner.rate_burst,
+        )
+
+    def _view(self, partner: Partner) -> PartnerView:
+        key = (partner.id, partner.updated_at)
+        view = self._views.get(key)
+        if view is None:
+            view = partner_view(partner, envelope=self._vault.envelope, registry=self._adapters)
+            self._views = {k: v for k, v in self._views.items() if k[0] != partner.id}
+            self._views[key] = view
+        return view
+
+    # -- attempting ------------------------------------------------------------
+
+    async def _attempt(self, job: _Job) -> None:
+        claim, partner_id = job.claim, job.partner.id
+        settled = False
+        try:
+            if not self._breakers.allow(partner_id):
+                self._defer(claim, seconds=self._breakers.retry_in(partner_id))
+                settled = True
+                return
+            if job.rate_limit:
+                wait = await self._reserve_slot(partner_id, job.rate_limit, job.rate_burst)
+                if wait > self._settings.lease.total_seconds() / 4:
+                    self._defer(claim, seconds=wait)
+                    settled = True
+                    return
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            self._results.put_nowait(await self._deliver(job))
+            settled = True
+        finally:
+            if not settled:
+                # Cancelled at shutdown mid-attempt: give it back; the partner may or
+                # may not have it, so the next attempt may be a duplicate (same webhook-id).
+                self._defer(claim, seconds=0)
+
+    async def _reserve_slot(self, partner_id: str, rate: float, burst: int) -> float:
+        async with self._db.write_sessions() as session, session.begin():
+            return await ratelimit.reserve(
+                session,
+                partner_id,
+                now=self._clock(),
+                rate=rate,
+                burst=burst,
+                lock=not self._db.is_sqlite,
+            )
+
+    async def _deliver(self, job: _Job) -> _Recorded:
+        claim, partner_id = job.claim, job.partner.id
+        attempt = claim.attempts + 1
+        started = self._clock()
+        began = time.monotonic()
+        adapter = self._adapters.get(job.adapter_name)
+        context = DeliveryContext(delivery_id=claim.id, attempt=attempt, timestamp=started)
+        status_code: int | None = None
+        gone: str | None = None
+        try:
+            receipt = await adapter.deliver(job.message, job.partner, context)
+        except DeliveryError as exc:
+            status_code = exc.status_code
+            error = exc.detail[:ERROR_MAX]
+            if isinstance(exc, RetryableDeliveryError):
+                self._breakers.record_failure(partner_id)
+                decision = self._policy.decide(exc, attempt=attempt, age=started - claim.created_at)
+                if decision is not None:
+                    self.stats.retried += 1
+                    outcome = self._outcome(
+                        job,
+                        DeliveryStatus.RETRYING,
+                        "retry",
+                        started,
+                        began,
+                        status_code,
+                        error,
+                        next_at=started + timedelta(seconds=decision.delay),
+                    )
+                    return _Recorded(outcome)
+                kind = "expired"
+            else:
+                self._breakers.record_success(partner_id)  # it answered: it is up
+                kind = "gone" if isinstance(exc, PartnerGoneError) else "permanent"
+                if isinstance(exc, PartnerGoneError):
+                    gone = f"partner answered 410 Gone at {started.isoformat()}"
+            self.stats.dead += 1
+            outcome = self._outcome(
+                job, DeliveryStatus.DEAD, kind, started, began, status_code, error
+            )
+            return _Recorded(outcome, gone_reason=gone)
+        self._breakers.record_success(partner_id)
+        self.stats.delivered += 1
+        outcome = self._outcome(
+            job, DeliveryStatus.DELIVERED, "delivered", started, began, receipt.status_code, None
+        )
+        return _Recorded(outcome, legal_basis=job.legal_basis)
+
+    def _outcome(
+        self,
+        job: _Job,
+        status: DeliveryStatus,
+        kind: str,
+        started: datetime,
+        began: float,
+        status_code: int | None,
+        error: str | None,
+        *,
+        next_at: datetime | None = None,
+    ) -> DeliveryOutcome:
+        return DeliveryOutcome(
+            delivery_id=job.claim.id,
+            message_id=job.claim.message_id,
+            partner_id=job.partner.id,
+            status=status,
+            attempt=job.claim.attempts + 1,
+            started_at=started,
+            duration_ms=int((time.monotonic() - began) * 1000),
+            outcome=kind,
+            next_attempt_at=next_at or started,
+            status_code=status_code,
+            error=error,
+        )
+
+    def _record_dead(self, claim: ClaimedDelivery, attempt: int, reason: str) -> None:
+        now = self._clock()
+        self.stats.dead += 1
+        self._results.put_nowait(
+            _Recorded(
+                DeliveryOutcome(
+                    delivery_id=claim.id,
+                    message_id=claim.message_id,
+                    partner_id=claim.partner_id,
+                    status=DeliveryStatus.DEAD,
+                    attempt=attempt,
+                    started_at=now,
+                    duration_ms=0,
+                    outcome="permanent",
+                    next_attempt_at=now,
+                    error=reason[:ERROR_MAX],
+                )
+            )
+        )
+
+    def _defer(self, claim: ClaimedDelivery, *, seconds: float) -> None:
+        self.stats.deferred += 1
+        self._results.put_nowait(
+            _Deferred(claim.id, self._clock() + timedelta(seconds=max(0.0, seconds)))
+        )
+
+    # -- recording -------------------------------------------------------------
+
+    async def _record_results(self) -> None:
+        closing = False
+        while not closing:
+            item = await self._results.get()
+            batch: list[_Recorded | _Deferred] = []
+            if item is None:
+                closing = True
+            else:
+                batch.append(item)
+            while len(batch) < self._settings.results_batch and not self._results.empty():
+                more = self._results.get_nowait()
+                if more is None:
+                    closing = True
+                else:
+                    batch.append(more)
+            if batch:
+                await self._write_with_retry(batch)
+
+    async def _write_with_retry(self, batch: list[_Recorded | _Deferred]) -> None:
+        delay = 0.2
+        for _ in range(8):
+            try:
+                await self._write(batch)
+                return
+            except (DBAPIError, OSError) as exc:
+                self.stats.last_error = type(exc).__name__
+                log.warning("dispatcher_record_failed", error_type=type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        # Still failing: the leases expire and these deliveries are attempted again.
+        log.error("dispatcher_outcomes_dropped", count=len(batch))
+
+    async def _write(self, batch: list[_Recorded | _Deferred]) -> None:
+        now = self._clock()
+        recorded = [b for b in batch if isinstance(b, _Recorded)]
+        deferred = [b for b in batch if isinstance(b, _Deferred)]
+        async with self._db.write_sessions() as session, session.begin():
+            held = await repository.record_outcomes(
+                session, self.owner, [r.outcome for r in recorded], now=now
+            )
+            mine = [r for r in recorded if r.outcome.delivery_id in held]
+            self.stats.lost_leases += len(recorded) - len(mine)
+            for when in sorted({d.next_attempt_at for d in deferred}):
+                ids = [d.delivery_id for d in deferred if d.next_attempt_at == when]
+                await repository.release(session, self.owner, ids, next_attempt_at=when, now=now)
+            disclosures = [
+                AuditRecord(
+                    action=AuditAction.DISCLOSURE,
+                    event="message.disclosed",
+                    actor="system:dispatcher",
+                    subject_type="message",
+                    subject_id=str(r.outcome.message_id),
+                    recipient=f"partner:{r.outcome.partner_id}",
+                    justification=f"transfer under legal basis {r.legal_basis}",
+                    details={
+                        "delivery_id": str(r.outcome.delivery_id),
+                        "attempt": r.outcome.attempt,
+                    },
+                    occurred_at=r.outcome.started_at,
+                )
+                for r in mine
+                if r.outcome.status is DeliveryStatus.DELIVERED
+            ]
+            for r in mine:
+                if r.gone_reason is not None:
+                    await disable_partner(
+                        session, r.outcome.partner_id, reason=r.gone_reason, now=now
+                    )
+            await repository.refresh_message_status(
+                session,
+                {
+                    r.outcome.message_id
+                    for r in mine
+                    if r.outcome.status is not DeliveryStatus.RETRYING
+                },
+            )
+            await append(session, disclosures, now=now)
+        self.stats.batches += 1
+
+    # -- waking ----------------------------------------------------------------
+
+    async def _has_open_work(self) -> bool:
+        async with self._db.read_sessions() as session:
+            return await repository.has_open_work(session, now=self._clock())
+
+    async def _listen(self) -> None:
+        """PostgreSQL: wake on NOTIFY from any process's ingest; the poll stays as a fallback."""
+        while not self._stopping:
+            try:
+                async with self._db.write_engine.connect() as conn:
+                    raw = await conn.get_raw_connection()
+                    driver = raw.driver_connection
+                    callback: Callable[..., None] = lambda *_: self._wake.set()  # noqa: E731
+                    await driver.add_listener(NOTIFY_CHANNEL, callback)  # type: ignore[union-attr]
+                    try:
+                        await self._stop_requested.wait()
+                    finally:
+                        await driver.remove_listener(NOTIFY_CHANNEL, callback)  # type: ignore[union-attr]
+            except (DBAPIError, OSError) as exc:
+                log.warning("dispatcher_listen_failed", error_type=type(exc).__name__)
+                await asyncio.sleep(5)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, CryptoError):
+        return "the stored payload or partner config cannot be decrypted"
+    if isinstance(exc, CommCentreError):
+        return exc.detail or exc.title
+    return f"partner configuration is invalid: {exc}"[:ERROR_MAX]
+
+
+def _stats(stats: DispatcherStats) -> dict[str, int]:
+    return {
+        "claimed": stats.claimed,
+        "delivered": stats.delivered,
+        "retried": stats.retried,
+        "dead": stats.dead,
+        "deferred": stats.deferred,
+    }

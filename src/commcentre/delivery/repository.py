@@ -1,0 +1,293 @@
+"""SQL for the delivery outbox: insert, claim with a lease, record outcomes, dead letters."""
+
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commcentre.db import WriteSession
+from commcentre.delivery.models import Delivery, DeliveryAttempt, DeliveryStatus
+from commcentre.ids import new_id
+from commcentre.messages.models import Message
+from commcentre.partners.models import Partner
+
+_deliveries = cast(Table, Delivery.__table__)
+_attempts = cast(Table, DeliveryAttempt.__table__)
+
+NOTIFY_CHANNEL = "commcentre_deliveries"
+
+DUE_STATUSES = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value)
+OPEN_STATUSES = (*DUE_STATUSES, DeliveryStatus.IN_FLIGHT.value)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    id: uuid.UUID
+    message_id: uuid.UUID
+    partner_id: str
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What one attempt came to; written back in batches."""
+
+    delivery_id: uuid.UUID
+    message_id: uuid.UUID
+    partner_id: str
+    status: DeliveryStatus
+    attempt: int
+    started_at: datetime
+    duration_ms: int
+    outcome: str
+    next_attempt_at: datetime
+    status_code: int | None = None
+    error: str | None = None
+
+
+async def insert_deliveries(session: WriteSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Add outbox rows; on PostgreSQL also NOTIFY the workers (sent at commit)."""
+    if not rows:
+        return
+    await session.execute(_deliveries.insert(), list(rows))
+    bind = getattr(session, "bind", None)
+    if bind is not None and bind.dialect.name == "postgresql":
+        await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+
+
+async def claim_due(
+    session: AsyncSession,
+    *,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    skip_partners: Collection[str] = (),
+    skip_locked: bool,
+) -> list[ClaimedDelivery]:
+    """Lease up to `limit` due deliveries to `owner`.
+
+    Due: pending or retrying with next_attempt_at reached, or in flight with an
+    expired lease (its worker died). Partners that are disabled, or whose circuit
+    is open in this worker, are skipped. On PostgreSQL rows locked by another
+    worker's claim are skipped (FOR UPDATE SKIP LOCKED); SQLite has one writer.
+    """
+    due = or_(
+        and_(Delivery.status.in_(DUE_STATUSES), Delivery.next_attempt_at <= now),
+        and_(Delivery.status == DeliveryStatus.IN_FLIGHT.value, Delivery.lease_expires_at < now),
+    )
+    candidates = (
+        select(Delivery.id)
+        .join(Partner, Partner.id == Delivery.partner_id)
+        .where(due, Partner.enabled.is_(True))
+        .order_by(Delivery.next_attempt_at)
+        .limit(limit)
+    )
+    if skip_partners:
+        candidates = candidates.where(Delivery.partner_id.not_in(list(skip_partners)))
+    if skip_locked:
+        candidates = candidates.with_for_update(skip_locked=True, of=Delivery)
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(candidates.scalar_subquery()))
+        .values(
+            status=DeliveryStatus.IN_FLIGHT.value,
+            lease_owner=owner,
+            lease_expires_at=now + lease,
+            updated_at=now,
+        )
+        .returning(
+            Delivery.id,
+            Delivery.message_id,
+            Delivery.partner_id,
+            Delivery.attempts,
+            Delivery.created_at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return [ClaimedDelivery(*row) for row in result.all()]
+
+
+async def record_outcomes(
+    session: AsyncSession, owner: str, outcomes: Sequence[DeliveryOutcome], *, now: datetime
+) -> set[uuid.UUID]:
+    """Write attempts and new states; returns the deliveries this owner still held.
+
+    A worker whose lease expired (and was taken over) writes nothing for that
+    delivery: the new holder's outcome counts.
+    """
+    if not outcomes:
+        return set()
+    held = set(
+        (
+            await session.execute(
+                select(Delivery.id).where(
+                    Delivery.id.in_([o.delivery_id for o in outcomes]),
+                    Delivery.lease_owner == owner,
+                    Delivery.status == DeliveryStatus.IN_FLIGHT.value,
+                )
+            )
+        ).scalars()
+    )
+    mine = [o for o in outcomes if o.delivery_id in held]
+    if not mine:
+        return held
+    await session.execute(
+        update(_deliveries)
+        .where(_deliveries.c.id == bindparam("b_id"))
+        .values(
+            status=bindparam("b_status"),
+            attempts=bindparam("b_attempts"),
+            next_attempt_at=bindparam("b_next"),
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+            delivered_at=bindparam("b_delivered_at"),
+            last_status_code=bindparam("b_code"),
+            last_error=bindparam("b_error"),
+        ),
+        [
+            {
+                "b_id": o.delivery_id,
+                "b_status": o.status.value,
+                "b_attempts": o.attempt,
+                "b_next": o.next_attempt_at,
+                "b_delivered_at": now if o.status is DeliveryStatus.DELIVERED else None,
+                "b_code": o.status_code,
+                "b_error": o.error,
+            }
+            for o in mine
+        ],
+    )
+    await session.execute(
+        _attempts.insert(),
+        [
+            {
+                "id": new_id(),
+                "delivery_id": o.delivery_id,
+                "number": o.attempt,
+                "started_at": o.started_at,
+                "duration_ms": o.duration_ms,
+                "outcome": o.outcome,
+                "status_code": o.status_code,
+                "error": o.error,
+            }
+            for o in mine
+        ],
+    )
+    return held
+
+
+async def release(
+    session: AsyncSession,
+    owner: str,
+    delivery_ids: Sequence[uuid.UUID],
+    *,
+    next_attempt_at: datetime,
+    now: datetime,
+) -> None:
+    """Give leased deliveries back without an attempt (shutdown, open circuit, rate limit)."""
+    if not delivery_ids:
+        return
+    await session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(list(delivery_ids)),
+            Delivery.lease_owner == owner,
+            Delivery.status == DeliveryStatus.IN_FLIGHT.value,
+        )
+        .values(
+            status=DeliveryStatus.RETRYING.value,
+            next_attempt_at=next_attempt_at,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def refresh_message_status(session: AsyncSession, message_ids: Collection[uuid.UUID]) -> None:
+    """accepted -> delivered | partially_delivered | failed once no delivery is open."""
+    if not message_ids:
+        return
+    rows = (
+        await session.execute(
+            select(Delivery.message_id, Delivery.status, func.count())
+            .where(Delivery.message_id.in_(list(message_ids)))
+            .group_by(Delivery.message_id, Delivery.status)
+        )
+    ).all()
+    counts: dict[uuid.UUID, dict[str, int]] = {}
+    for message_id, status, count in rows:
+        counts.setdefault(message_id, {})[status] = int(count)
+    updates = []
+    for message_id, by_status in counts.items():
+        if any(by_status.get(s, 0) for s in OPEN_STATUSES):
+            continue
+        delivered = by_status.get(DeliveryStatus.DELIVERED.value, 0)
+        dead = by_status.get(DeliveryStatus.DEAD.value, 0)
+        status = "delivered" if not dead else ("partially_delivered" if delivered else "failed")
+        updates.append({"b_id": message_id, "b_status": status})
+    if updates:
+        messages = cast(Table, Message.__table__)
+        await session.execute(
+            update(messages)
+            .where(messages.c.id == bindparam("b_id"))
+            .values(status=bindparam("b_status")),
+            updates,
+        )
+
+
+async def message_legal_bases(
+    session: AsyncSession, message_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    rows = await session.execute(
+        select(Message.id, Message.legal_basis).where(Message.id.in_(list(message_ids)))
+    )
+    return {row[0]: row[1] for row in rows.all()}
+
+
+async def sealed_messages(
+    session: AsyncSession, message_ids: Collection[uuid.UUID]
+) -> Sequence[Message]:
+    result = await session.execute(select(Message).where(Message.id.in_(list(message_ids))))
+    return result.scalars().all()
+
+
+async def partners(session: AsyncSession, partner_ids: Collection[str]) -> Sequence[Partner]:
+    result = await session.execute(select(Partner).where(Partner.id.in_(list(partner_ids))))
+    return result.scalars().all()
+
+
+async def for_message(session: AsyncSession, message_id: uuid.UUID) -> Sequence[Delivery]:
+    result = await session.execute(
+        select(Delivery).where(Delivery.message_id == message_id).order_by(Delivery.partner_id)
+    )
+    return result.scalars().all()
+
+
+async def attempts_for(
+    session: AsyncSession, delivery_ids: Collection[uuid.UUID]
+) -> Sequence[DeliveryAttempt]:
+    result = await session.execute(
+        select(DeliveryAttempt)
+        .where(DeliveryAttempt.delivery_id.in_(list(delivery_ids)))
+        .order_by(DeliveryAttempt.delivery_id, DeliveryAttempt.number)
+    )
+    return result.scalars().all()
+
+
+async def has_open_work(session: AsyncSession, *, now: datetime) -> bool:
+    """Is any delivery due now or in flight?"""
+    due = or_(
+        and_(Delivery.status.in_(DUE_STATUSES), Delivery.next_attempt_at <= now),
+        Delivery.status == DeliveryStatus.IN_FLIGHT.value,
+    )
+    found = await session.execute(select(Delivery.id).where(due).limit(1))
+    return found.first() is not None

@@ -1,0 +1,41 @@
+"""`commcentre worker`: a dispatcher process of its own (the scaled-out shape)."""
+
+import asyncio
+import signal
+
+import structlog
+
+from commcentre.adapters.netguard import system_resolver
+from commcentre.bootstrap import (
+    build_adapters,
+    build_dispatcher,
+    build_http_client,
+    build_vault,
+    open_keyring,
+)
+from commcentre.clock import utcnow
+from commcentre.config import Settings
+from commcentre.db import Database
+
+log = structlog.get_logger(__name__)
+
+
+async def run_worker(settings: Settings) -> None:
+    """Dispatch until SIGTERM or SIGINT, then finish in-flight work and release leases."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    db = Database(settings.database_url, pool_size=settings.db_pool_size)
+    http = build_http_client(settings)
+    try:
+        vault = build_vault(settings, open_keyring(settings))
+        adapters = build_adapters(settings, http, system_resolver)
+        dispatcher = build_dispatcher(settings, db, vault, adapters, clock=utcnow)
+        await dispatcher.start()
+        await stop.wait()
+        log.info("worker_stopping")
+        await dispatcher.stop()
+    finally:
+        await http.aclose()
+        await db.dispose()
