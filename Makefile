@@ -18,11 +18,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Start API + dispatcher on 127.0.0.1:8000 with the embedded SQLite store and a dev keyring.
+## Start API + dispatcher on 127.0.0.1:8000 with the embedded SQLite store, a dev keyring
+## and demo loopback partners.
 run: install
 	@mkdir -p var
 	$(PY) -m commcentre db upgrade
 	$(PY) -m commcentre keys generate --dev --if-missing
+	$(PY) -m commcentre demo
 	@test -s var/admin.key || (umask 077 && $(PY) -m commcentre clients generate-key > var/admin.key)
 	@echo ""
 	@echo "  admin API key: $$(cat var/admin.key)"

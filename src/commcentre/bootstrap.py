@@ -90,5 +90,8 @@ def build_dispatcher(
         adapters=adapters,
         clock=clock,
         policy=policy or policy_from(settings),
-        settings=DispatcherSettings(concurrency=settings.dispatcher_concurrency),
+        settings=DispatcherSettings(
+            concurrency=settings.dispatcher_concurrency,
+            lease=timedelta(seconds=settings.dispatcher_lease_seconds),
+        ),
     )

@@ -104,6 +104,29 @@ def worker() -> None:
 
 
 @app.command()
+def demo() -> None:
+    """Seed loopback partners and routing rules so that messages flow (idempotent)."""
+    from commcentre.demo import seed
+
+    async def run() -> tuple[list[str], list[str]]:
+        async with (
+            partners_cli.tools() as tools,
+            tools.db.write_sessions() as session,
+            session.begin(),
+        ):
+            seeded = await seed(
+                session, registry=tools.registry, envelope=tools.envelope, actor=_actor()
+            )
+        return seeded.partners, seeded.rules
+
+    partners, rules = _run(run)
+    typer.echo(
+        f"demo partners added: {', '.join(partners) or 'none (already there)'}\n"
+        f"demo routing rules added: {', '.join(rules) or 'none (already there)'}"
+    )
+
+
+@app.command()
 def openapi(
     output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
 ) -> None:

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     dispatcher_concurrency: int = Field(
         32, ge=1, le=1000, description="Deliveries one dispatcher attempts at once."
     )
+    dispatcher_lease_seconds: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="How long a claimed delivery stays leased; a dead worker's leases expire.",
+    )
     delivery_timeout_seconds: float = Field(
         10.0, gt=0, le=300, description="How long a partner may take to answer one delivery."
     )
@@ -68,6 +74,15 @@ class Settings(BaseSettings):
             key = self.bootstrap_admin_key.get_secret_value()
             if len(key) < 32 or key.lower() in {"changeme", "change-me", "admin", "secret"}:
                 raise ValueError("bootstrap_admin_key is too weak for prod (>= 32 characters)")
+        return self
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_delivery(self) -> "Settings":
+        # A lease that can expire mid-attempt lets a second worker send the same delivery.
+        if self.dispatcher_lease_seconds < 2 * self.delivery_timeout_seconds:
+            raise ValueError(
+                "dispatcher_lease_seconds must be at least twice delivery_timeout_seconds"
+            )
         return self
 
     @property
