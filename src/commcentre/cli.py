@@ -212,44 +212,86 @@ def keys_rotate() -> None:
 
 @keys_app.command("status")
 def keys_status() -> None:
-    """KEK versions and how many messages each protects."""
+    """KEK versions and how many messages and partner configs each protects."""
     from commcentre.crypto import FileKeyring
     from commcentre.db import Database
     from commcentre.messages import repository
+    from commcentre.partners import repository as partner_repository
 
     settings = Settings()
     with _keyring_errors():
         keyring = FileKeyring.load(settings.keyring_path)
 
-    async def counts() -> dict[int, int]:
+    async def counts() -> tuple[dict[int, int], dict[int, int]]:
         db = Database(settings.database_url)
         try:
             async with db.read_sessions() as session:
-                return await repository.count_by_key_version(session)
+                return (
+                    await repository.count_by_key_version(session),
+                    await partner_repository.count_by_key_version(session),
+                )
         finally:
             await db.dispose()
 
-    protected = _run(counts)
+    messages, partners = _run(counts)
     typer.echo(f"keyring: {settings.keyring_path}{' (development)' if keyring.is_dev else ''}")
     for info in keyring.describe():
         marker = "*" if info.current else " "
-        count = protected.get(info.version, 0)
+        count = messages.get(info.version, 0)
         typer.echo(f"{marker} v{info.version}  created {info.created_at}  messages {count}")
-    unknown = sorted(set(protected) - {info.version for info in keyring.describe()})
-    for version in unknown:
-        typer.echo(f"! v{version}  NOT IN KEYRING  messages {protected[version]}")
+        if partners.get(info.version):
+            typer.echo(f"        partner configs {partners[info.version]}")
+    known = {info.version for info in keyring.describe()}
+    for version in sorted((set(messages) | set(partners)) - known):
+        typer.echo(
+            f"! v{version}  NOT IN KEYRING  messages {messages.get(version, 0)}"
+            f"  partner configs {partners.get(version, 0)}"
+        )
+
+
+@keys_app.command("retire")
+def keys_retire(version: int) -> None:
+    """Delete an old KEK; refused while any message or partner config still uses it."""
+    from commcentre.crypto import FileKeyring
+    from commcentre.db import Database
+    from commcentre.messages import repository
+    from commcentre.partners import repository as partner_repository
+
+    settings = Settings()
+    with _keyring_errors():
+        keyring = FileKeyring.load(settings.keyring_path)
+
+    async def in_use() -> int:
+        db = Database(settings.database_url)
+        try:
+            async with db.read_sessions() as session:
+                messages = await repository.count_by_key_version(session)
+                partners = await partner_repository.count_by_key_version(session)
+        finally:
+            await db.dispose()
+        return messages.get(version, 0) + partners.get(version, 0)
+
+    users = _run(in_use)
+    if users:
+        raise _fail(
+            f"KEK version {version} still protects {users} records; run `keys rewrap` first"
+        )
+    with _keyring_errors():
+        keyring.retire(version)
+    typer.echo(f"KEK version {version} retired: its key material is deleted from the keyring")
 
 
 @keys_app.command("rewrap")
 def keys_rewrap(
     batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 500,
 ) -> None:
-    """Rewrap every message's data key under the current KEK (resumable, batched)."""
+    """Rewrap every message's and partner's data key under the current KEK (resumable)."""
     from commcentre.audit.service import AuditAction, AuditRecord, append
     from commcentre.clock import utcnow
     from commcentre.crypto import CryptoError, Envelope, FileKeyring
     from commcentre.db import Database
     from commcentre.messages.rewrap import rewrap_batch
+    from commcentre.partners.service import rewrap_partners
 
     settings = Settings()
     with _keyring_errors():
@@ -289,7 +331,28 @@ def keys_rewrap(
                 if batch.examined:
                     typer.echo(f"rewrapped {total} so far")
                 if batch.examined < batch_size:
-                    return
+                    break
+            # Partner configs are sealed the same way; there are few, so one transaction.
+            target = keyring.current_version
+            async with db.write_sessions() as session, session.begin():
+                partners = await rewrap_partners(session, envelope, target_version=target)
+                if partners:
+                    now = utcnow()
+                    await append(
+                        session,
+                        [
+                            AuditRecord(
+                                action=AuditAction.ALTERATION,
+                                event="keys.rewrapped",
+                                actor=_actor(),
+                                subject_type="keyring",
+                                details={"partners": partners, "to_version": target},
+                                occurred_at=now,
+                            )
+                        ],
+                        now=now,
+                    )
+            typer.echo(f"rewrapped {partners} partner configs")
         finally:
             await db.dispose()
 

@@ -329,6 +329,7 @@ def test_key_rotation_rehearsal(cli: Cli) -> None:
         "rewrapped 7 so far",
         "rewrapped 14 so far",
         "rewrapped 20 so far",
+        "rewrapped 2 partner configs",  # the two loopback partners, sealed under v1
         "done: 20 messages now under KEK version 3",
     ]
     assert cli.status() == {1: (False, 0), 2: (False, 0), 3: (True, 20)}
@@ -339,7 +340,10 @@ def test_key_rotation_rehearsal(cli: Cli) -> None:
         assert ciphertext == before[message_id][2], "rewrap must never re-encrypt a payload"
         assert wrapped != before[message_id][1]
     # Nothing left to do: a second run changes nothing.
-    assert cli.ok("keys", "rewrap").splitlines() == ["done: 0 messages now under KEK version 3"]
+    assert cli.ok("keys", "rewrap").splitlines() == [
+        "rewrapped 0 partner configs",
+        "done: 0 messages now under KEK version 3",
+    ]
     assert sealed_rows(cli) == after
 
     async def read_all_and_audit(http: httpx.AsyncClient) -> list[dict[str, Any]]:
@@ -356,13 +360,15 @@ def test_key_rotation_rehearsal(cli: Cli) -> None:
         {"messages": 7, "to_version": 3},
         {"messages": 7, "to_version": 3},
         {"messages": 6, "to_version": 3},
+        {"partners": 2, "to_version": 3},
     ]
     assert {(e["action"], e["subject_type"]) for e in entries} == {("alteration", "keyring")}
     assert all(e["actor"].startswith("cli:") for e in entries)
 
     # Version 1 protects nothing any more, so its key can go for good.
     assert cli.status()[1] == (False, 0)
-    FileKeyring.load(cli.keyring_path).retire(1)
+    assert "still protects" in cli.fails("keys", "retire", "3").output
+    assert "retired" in cli.ok("keys", "retire", "1")
     assert cli.status() == {2: (False, 0), 3: (True, 20)}
     with_fresh_app(cli, lambda http: read_back(http, key, sent))
     assert json.loads(cli.ok("audit", "verify"))["ok"] is True
