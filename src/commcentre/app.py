@@ -28,6 +28,7 @@ from commcentre.config import Settings
 from commcentre.crypto import KeyProvider
 from commcentre.db import Database
 from commcentre.delivery.retry import RetryPolicy
+from commcentre.delivery.router import router as deliveries_router
 from commcentre.errors import Problem, install_error_handlers
 from commcentre.health import router as health_router
 from commcentre.idempotency.service import IdempotentRunner
@@ -125,6 +126,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(messages_router)
     app.include_router(partners_router)
+    app.include_router(deliveries_router)
     app.include_router(routing_router)
     app.include_router(audit_router)
     app.include_router(health_router)

@@ -170,7 +170,7 @@ class Dispatcher:
             loop.call_soon_threadsafe(self._wake.set)
 
     async def drain(self, *, within: float) -> bool:
-        """Wait until no delivery is due or in flight (tests, demo); False on timeout."""
+        """Wait until no delivery to an enabled partner is open (tests, demo); False on timeout."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if not self._tasks and self._results.empty() and not await self._has_open_work():

@@ -284,10 +284,178 @@ async def attempts_for(
 
 
 async def has_open_work(session: AsyncSession, *, now: datetime) -> bool:
-    """Is any delivery due now or in flight?"""
-    due = or_(
-        and_(Delivery.status.in_(DUE_STATUSES), Delivery.next_attempt_at <= now),
-        Delivery.status == DeliveryStatus.IN_FLIGHT.value,
+    """Is any delivery to an enabled partner still open: pending, retrying or in flight?
+
+    A retry scheduled for later is open work too: a drain that ignored it would
+    report done while the delivery is still unsettled. A disabled partner's
+    deliveries are never claimed (see `claim_due`), so no drain could wait them out.
+    """
+    found = await session.execute(
+        select(Delivery.id)
+        .join(Partner, Partner.id == Delivery.partner_id)
+        .where(Delivery.status.in_(OPEN_STATUSES), Partner.enabled.is_(True))
+        .limit(1)
     )
-    found = await session.execute(select(Delivery.id).where(due).limit(1))
     return found.first() is not None
+
+
+# -- the delivery API: delivery state and dead letters ------------------------------------------
+
+MESSAGE_UPDATE_CHUNK = 500
+SETTLED_MESSAGE_STATUSES = ("delivered", "partially_delivered", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterSelection:
+    """Which dead letters: by delivery ids, or by partner and a window on updated_at."""
+
+    ids: Sequence[uuid.UUID] | None = None
+    partner_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def conditions(self) -> list[Any]:
+        """WHERE conditions on deliveries: dead, and within this selection."""
+        out: list[Any] = [Delivery.status == DeliveryStatus.DEAD.value]
+        if self.ids is not None:
+            out.append(Delivery.id.in_(list(self.ids)))
+        if self.partner_id is not None:
+            out.append(Delivery.partner_id == self.partner_id)
+        if self.since is not None:
+            out.append(Delivery.updated_at >= self.since)
+        if self.until is not None:
+            out.append(Delivery.updated_at < self.until)
+        return out
+
+
+async def attempt_history(
+    session: AsyncSession, delivery_ids: Collection[uuid.UUID]
+) -> Sequence[DeliveryAttempt]:
+    """Attempts in the order they were made (numbers restart after a redrive)."""
+    if not delivery_ids:
+        return []
+    result = await session.execute(
+        select(DeliveryAttempt)
+        .where(DeliveryAttempt.delivery_id.in_(list(delivery_ids)))
+        .order_by(DeliveryAttempt.delivery_id, DeliveryAttempt.started_at, DeliveryAttempt.id)
+    )
+    return result.scalars().all()
+
+
+async def list_dead(
+    session: AsyncSession,
+    selection: DeadLetterSelection,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[Any]:
+    """One page of dead letters, oldest first by (updated_at, id); no payload columns."""
+    stmt = (
+        select(
+            Delivery.id,
+            Delivery.message_id,
+            Delivery.partner_id,
+            Delivery.attempts,
+            Delivery.last_status_code,
+            Delivery.last_error,
+            Delivery.updated_at,
+        )
+        .where(*selection.conditions())
+        .order_by(Delivery.updated_at, Delivery.id)
+        .limit(limit)
+    )
+    if after is not None:
+        at, last_id = after
+        stmt = stmt.where(
+            or_(
+                Delivery.updated_at > at,
+                and_(Delivery.updated_at == at, Delivery.id > last_id),
+            )
+        )
+    return (await session.execute(stmt)).all()
+
+
+async def dead_ids(
+    session: AsyncSession, selection: DeadLetterSelection, *, limit: int | None
+) -> list[uuid.UUID]:
+    """Ids of the selected dead letters, in id (= creation) order."""
+    stmt = select(Delivery.id).where(*selection.conditions()).order_by(Delivery.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def count_dead(session: AsyncSession, selection: DeadLetterSelection) -> int:
+    stmt = select(func.count()).select_from(Delivery).where(*selection.conditions())
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def disabled_partners_of_dead(
+    session: AsyncSession, selection: DeadLetterSelection
+) -> list[str]:
+    """Disabled partners that some selected dead letter is addressed to, sorted."""
+    stmt = (
+        select(Partner.id)
+        .distinct()
+        .join(Delivery, Delivery.partner_id == Partner.id)
+        .where(*selection.conditions(), Partner.enabled.is_(False))
+        .order_by(Partner.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def redrive_dead(
+    session: AsyncSession, selection: DeadLetterSelection, *, now: datetime
+) -> list[tuple[uuid.UUID, str]]:
+    """Put the selected dead letters back to pending, due now; their (id, partner), by id.
+
+    The attempt count starts again from 0; last_status_code, last_error and the
+    attempt rows stay, as history. Their messages go back to `accepted` (not
+    settled) until the dispatcher settles them again. Flushes only; on
+    PostgreSQL the workers are notified at commit.
+    """
+    result = await session.execute(
+        update(_deliveries)
+        .where(*selection.conditions())
+        .values(
+            status=DeliveryStatus.PENDING.value,
+            attempts=0,
+            next_attempt_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        .returning(_deliveries.c.id, _deliveries.c.message_id, _deliveries.c.partner_id)
+    )
+    rows = result.all()
+    if not rows:
+        return []
+    messages = cast(Table, Message.__table__)
+    message_ids = sorted({row[1] for row in rows})
+    for start in range(0, len(message_ids), MESSAGE_UPDATE_CHUNK):
+        await session.execute(
+            update(messages)
+            .where(
+                messages.c.id.in_(message_ids[start : start + MESSAGE_UPDATE_CHUNK]),
+                messages.c.status.in_(SETTLED_MESSAGE_STATUSES),
+            )
+            .values(status="accepted")
+        )
+    bind = getattr(session, "bind", None)
+    if bind is not None and bind.dialect.name == "postgresql":
+        await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+    return sorted((row[0], row[2]) for row in rows)
+
+
+async def pin_snapshot(session: AsyncSession) -> None:
+    """Make every read of this (not yet begun) transaction see one snapshot.
+
+    The dispatcher settles a delivery and its message in one transaction; on
+    PostgreSQL's default READ COMMITTED a view read in several statements could
+    show the delivery settled and the message not yet. SQLite's deferred read
+    transaction already reads one snapshot (WAL).
+    """
+    if session.in_transaction():
+        return  # too late to choose; the caller's transaction decides
+    if session.get_bind().dialect.name == "postgresql":
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})

@@ -1,0 +1,191 @@
+"""Delivery rules for the API: who may see a message's deliveries, and redriving dead letters.
+
+Services flush; the caller commits.
+"""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commcentre.audit.service import AuditAction, AuditRecord, append
+from commcentre.auth.deps import Principal
+from commcentre.delivery import repository
+from commcentre.delivery.models import Delivery, DeliveryAttempt, DeliveryStatus
+from commcentre.delivery.repository import DeadLetterSelection
+from commcentre.delivery.schemas import (
+    REDRIVE_MAX_IDS,
+    DeadLetterOut,
+    DeadLetterRedrive,
+    DeliveryAttemptOut,
+    DeliveryOut,
+    MessageDeliveries,
+    RedriveResult,
+)
+from commcentre.errors import Conflict
+from commcentre.messages import service as messages
+from commcentre.partners import service as partners
+
+REDRIVE_OPERATION = "POST /v1/dead-letters/redrive"
+AUDIT_MAX_PARTNERS = 20
+_WAITING = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value)
+
+
+async def deliveries_of(
+    session: AsyncSession, message_id: uuid.UUID, *, principal: Principal
+) -> MessageDeliveries:
+    """Per-partner delivery state of a message this client may see (else 404)."""
+    await repository.pin_snapshot(session)  # message, deliveries and attempts as of one moment
+    message = await messages.get_visible(session, message_id, principal=principal)
+    rows = await repository.for_message(session, message.id)
+    history: dict[uuid.UUID, list[DeliveryAttemptOut]] = {row.id: [] for row in rows}
+    for attempt in await repository.attempt_history(session, list(history)):
+        history[attempt.delivery_id].append(_attempt_out(attempt))
+    return MessageDeliveries(
+        message_id=message.id,
+        status=message.status,
+        deliveries=[_delivery_out(row, history[row.id]) for row in rows],
+    )
+
+
+def _attempt_out(attempt: DeliveryAttempt) -> DeliveryAttemptOut:
+    return DeliveryAttemptOut(
+        number=attempt.number,
+        started_at=attempt.started_at,
+        duration_ms=attempt.duration_ms,
+        outcome=attempt.outcome,
+        status_code=attempt.status_code,
+        error=attempt.error,
+    )
+
+
+def _delivery_out(row: Delivery, history: list[DeliveryAttemptOut]) -> DeliveryOut:
+    return DeliveryOut(
+        id=row.id,
+        partner=row.partner_id,
+        status=row.status,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at if row.status in _WAITING else None,
+        delivered_at=row.delivered_at,
+        last_status_code=row.last_status_code,
+        last_error=row.last_error,
+        attempt_history=history,
+    )
+
+
+async def list_dead_letters(
+    session: AsyncSession,
+    *,
+    partner_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[DeadLetterOut]:
+    """One page of dead letters, oldest first by when they died."""
+    selection = DeadLetterSelection(partner_id=partner_id, since=since, until=until)
+    rows = await repository.list_dead(session, selection, after=after, limit=limit)
+    return [
+        DeadLetterOut(
+            id=row.id,
+            message_id=row.message_id,
+            partner=row.partner_id,
+            attempts=row.attempts,
+            last_status_code=row.last_status_code,
+            last_error=row.last_error,
+            dead_since=row.updated_at,
+        )
+        for row in rows
+    ]
+
+
+async def redrive(
+    session: AsyncSession, request: DeadLetterRedrive, *, actor: str, now: datetime
+) -> RedriveResult:
+    """Put dead letters back to pending (attempts from 0), or with dry_run say which would be.
+
+    Only dead deliveries are touched; ids given that are not dead are skipped.
+    Every partner concerned must be enabled (409 naming those that are not):
+    the dispatcher never claims a disabled partner's deliveries, so they would
+    only sit there. A real redrive is audited as an alteration.
+    """
+    ids = list(dict.fromkeys(request.ids)) if request.ids is not None else None
+    selection = DeadLetterSelection(
+        ids=ids, partner_id=request.partner, since=request.since, until=request.until
+    )
+    disabled = await repository.disabled_partners_of_dead(session, selection)
+    if request.partner is not None:
+        partner = await partners.get_partner(session, request.partner)
+        if not partner.enabled and partner.id not in disabled:
+            disabled.append(partner.id)
+    if disabled:
+        raise _disabled(disabled)
+    if request.dry_run:
+        if ids is not None:
+            chosen = await repository.dead_ids(session, selection, limit=None)
+            count = len(chosen)
+        else:
+            chosen = await repository.dead_ids(session, selection, limit=REDRIVE_MAX_IDS)
+            count = await repository.count_dead(session, selection)
+    else:
+        redriven = await repository.redrive_dead(session, selection, now=now)
+        chosen = [delivery_id for delivery_id, _ in redriven]
+        count = len(chosen)
+        if count:
+            concerned = sorted({partner_id for _, partner_id in redriven})
+            await _audit(session, request, count=count, partners=concerned, actor=actor, now=now)
+    return RedriveResult(
+        redriven=count,
+        ids=chosen[:REDRIVE_MAX_IDS],
+        skipped=_skipped(ids, chosen),
+        dry_run=request.dry_run,
+    )
+
+
+def _disabled(partner_ids: Sequence[str]) -> Conflict:
+    named = ", ".join(partner_ids)
+    return Conflict(
+        f"disabled partner(s) {named}: enable with PATCH /v1/partners/{{id}} before "
+        "redriving, or their dead letters would only sit in the outbox",
+        extra={"disabled_partners": list(partner_ids)},
+    )
+
+
+def _skipped(ids: Sequence[uuid.UUID] | None, chosen: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    if ids is None:
+        return []
+    taken = set(chosen)
+    return [i for i in ids if i not in taken]
+
+
+async def _audit(
+    session: AsyncSession,
+    request: DeadLetterRedrive,
+    *,
+    count: int,
+    partners: Sequence[str],
+    actor: str,
+    now: datetime,
+) -> None:
+    details: dict[str, object] = {
+        "count": count,
+        "by": "ids" if request.ids is not None else "filter",
+        "partner": request.partner,
+        "since": request.since.isoformat() if request.since else None,
+        "until": request.until.isoformat() if request.until else None,
+        # Bounded: the details of an entry must stay small (the chain hashes them).
+        "partners": list(partners[:AUDIT_MAX_PARTNERS]),
+    }
+    # One partner concerned: the entry is found by that partner's id, as its other changes are.
+    subject = partners[0] if len(partners) == 1 else None
+    record = AuditRecord(
+        action=AuditAction.ALTERATION,
+        event="dead_letters.redriven",
+        actor=actor,
+        subject_type="partner" if subject is not None else None,
+        subject_id=subject,
+        details=details,
+        occurred_at=now,
+    )
+    await append(session, [record], now=now)
