@@ -340,7 +340,7 @@ class Dispatcher:
             error = exc.detail[:ERROR_MAX]
             if isinstance(exc, RetryableDeliveryError):
                 self._breakers.record_failure(partner_id)
-                decision = self._policy.decide(exc, attempt=attempt, age=started - claim.created_at)
+                decision = self._policy.decide(exc, attempt=attempt, age=started - claim.queued_at)
                 if decision is not None:
                     self.stats.retried += 1
                     outcome = self._outcome(

@@ -37,6 +37,9 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A redriven dead letter ages from its redrive, so the retry policy's max age
+    # gives it a full set of attempts again.
+    redriven_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(String(500))
 

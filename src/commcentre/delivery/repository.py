@@ -30,7 +30,8 @@ class ClaimedDelivery:
     message_id: uuid.UUID
     partner_id: str
     attempts: int
-    created_at: datetime
+    # When it entered the queue: created, or redriven from the dead letters.
+    queued_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +107,7 @@ async def claim_due(
             Delivery.message_id,
             Delivery.partner_id,
             Delivery.attempts,
-            Delivery.created_at,
+            func.coalesce(Delivery.redriven_at, Delivery.created_at),
         )
         .execution_options(synchronize_session=False)
     )
@@ -424,6 +425,7 @@ async def redrive_dead(
             lease_owner=None,
             lease_expires_at=None,
             updated_at=now,
+            redriven_at=now,
         )
         .returning(_deliveries.c.id, _deliveries.c.message_id, _deliveries.c.partner_id)
     )
