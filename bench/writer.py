@@ -3,7 +3,9 @@
 Usage: .venv/bin/python bench/writer.py [--messages 3000] [--serial-messages 400]
                                         [--concurrency 1,16,64,256] [--runs 3]
                                         [--batch-max 256] [--batch-wait-ms 1.0]
-                                        [--no-idempotency-keys] [--partners 2] [--no-postgres]
+                                        [--no-idempotency-keys] [--partners 2]
+                                        [--busy-loop-ms 0] [--switch-interval-ms 5]
+                                        [--no-postgres]
                                         [--profile sqlite|postgres] [--label TEXT]
                                         [--output bench/results/writer.json]
 
@@ -25,6 +27,11 @@ the time the writer spent inside each batch's transaction (mean, p50, p99) and
 the submit-to-commit latency per message (p50, p99). The median of --runs runs
 by msg/s is kept. After the runs, every submitted message must be stored and the
 audit chain must verify.
+
+--busy-loop-ms MS measures every level a second time while the submitting loop
+runs pure Python in MS-long slices (yielding in between), as a saturated
+request-handling loop does: the writer thread then competes for the GIL, which
+it releases in every sqlite3 step and asyncpg/aiosqlite round trip.
 
 --profile STORE runs cProfile on the writer thread during that store's largest
 concurrency level and prints the heaviest functions (cumulative and own time).
@@ -123,8 +130,19 @@ class TimedWriter:
         writer._write = timed  # type: ignore[method-assign]
 
 
+async def keep_busy(stop: asyncio.Event, slice_seconds: float) -> None:
+    """Hold this thread on the CPU like a saturated request loop: run Python for
+    `slice_seconds` at a time, letting the loop run its callbacks in between.
+    The writer thread then competes for the GIL as it does under HTTP load."""
+    while not stop.is_set():
+        end = time.perf_counter() + slice_seconds
+        while time.perf_counter() < end:
+            pass
+        await asyncio.sleep(0)
+
+
 async def submit_all(
-    writer: IngestWriter, pending: list[PendingMessage], concurrency: int
+    writer: IngestWriter, pending: list[PendingMessage], concurrency: int, *, busy_ms: float = 0
 ) -> list[float]:
     """Submit with `concurrency` sequential submitters; per-message latencies (s)."""
     latencies: list[float] = []
@@ -138,7 +156,14 @@ async def submit_all(
             if outcome.status_code != 202:
                 raise RuntimeError(f"message refused: {outcome.status_code}")
 
-    await asyncio.gather(*(submitter() for _ in range(concurrency)))
+    stop = asyncio.Event()
+    burner = asyncio.create_task(keep_busy(stop, busy_ms / 1000)) if busy_ms > 0 else None
+    try:
+        await asyncio.gather(*(submitter() for _ in range(concurrency)))
+    finally:
+        stop.set()
+        if burner is not None:
+            await burner
     return latencies
 
 
@@ -214,6 +239,7 @@ async def measure_level(
     *,
     workload: Workload,
     profile: bool,
+    busy_ms: float,
 ) -> dict[str, Any]:
     pending = workload.prepare(count)
     writer = timed.writer
@@ -222,7 +248,7 @@ async def measure_level(
     if profile:
         timed.profiler = cProfile.Profile()
     started = time.perf_counter()
-    latencies = await submit_all(writer, pending, concurrency)
+    latencies = await submit_all(writer, pending, concurrency, busy_ms=busy_ms)
     elapsed = time.perf_counter() - started
     if profile:
         timed.last_profiler = timed.profiler
@@ -231,6 +257,7 @@ async def measure_level(
     batch_ms = [s * 1000 for s in timed.batch_seconds]
     return {
         "concurrency": concurrency,
+        "busy_loop_ms": busy_ms,
         "messages": count,
         "seconds": round(elapsed, 3),
         "msg_per_s": round(count / elapsed, 1),
@@ -245,8 +272,9 @@ async def measure_level(
 
 
 def _show(store: str, level: dict[str, Any]) -> None:
+    busy = " busy" if level["busy_loop_ms"] else ""
     print(
-        f"  {store:8} c={level['concurrency']:<4} {level['msg_per_s']:9,.0f} msg/s  "
+        f"  {store:8}{busy:5} c={level['concurrency']:<4} {level['msg_per_s']:9,.0f} msg/s  "
         f"{level['batches']:6,} batches  {level['messages_per_batch']:6.1f} msg/batch  "
         f"batch {level['batch_ms_mean']:7.2f} ms (p50 {level['batch_ms_p50']:.2f}, "
         f"p99 {level['batch_ms_p99']:.2f})  latency p50 {level['latency_ms_p50']:.2f} ms "
@@ -299,29 +327,36 @@ async def run_store(name: str, url: str, args: argparse.Namespace, workdir: Path
         await writer.start()
         levels: list[dict[str, Any]] = []
         submitted = 0
+        modes = [0.0] if args.busy_loop_ms <= 0 else [0.0, args.busy_loop_ms]
         try:
             await submit_all(writer, workload.prepare(WARMUP_MESSAGES), 16)
             submitted += WARMUP_MESSAGES
-            for concurrency in args.concurrency:
-                count = args.serial_messages if concurrency == 1 else args.messages
-                profile = args.profile == name and concurrency == max(args.concurrency)
-                runs = []
-                for run in range(args.runs):
-                    runs.append(
-                        await measure_level(
-                            timed,
-                            concurrency,
-                            count,
-                            workload=workload,
-                            profile=profile and run == 0,
-                        )
+            for busy_ms in modes:
+                for concurrency in args.concurrency:
+                    count = args.serial_messages if concurrency == 1 else args.messages
+                    profile = (
+                        args.profile == name
+                        and concurrency == max(args.concurrency)
+                        and busy_ms == modes[-1]
                     )
-                    submitted += count
-                runs.sort(key=lambda level: level["msg_per_s"])
-                median = runs[(len(runs) - 1) // 2]
-                median["runs_msg_per_s"] = [level["msg_per_s"] for level in runs]
-                levels.append(median)
-                _show(name, median)
+                    runs = []
+                    for run in range(args.runs):
+                        runs.append(
+                            await measure_level(
+                                timed,
+                                concurrency,
+                                count,
+                                workload=workload,
+                                profile=profile and run == 0,
+                                busy_ms=busy_ms,
+                            )
+                        )
+                        submitted += count
+                    runs.sort(key=lambda level: level["msg_per_s"])
+                    median = runs[(len(runs) - 1) // 2]
+                    median["runs_msg_per_s"] = [level["msg_per_s"] for level in runs]
+                    levels.append(median)
+                    _show(name, median)
         finally:
             await writer.stop()
         profiler = timed.last_profiler
@@ -406,6 +441,8 @@ async def amain(args: argparse.Namespace) -> int:
             "batch_wait_ms": args.batch_wait_ms,
             "idempotency_keys": args.keys,
             "partners": args.partners,
+            "busy_loop_ms": args.busy_loop_ms,
+            "switch_interval_ms": sys.getswitchinterval() * 1000,
         },
         "stores": {},
     }
@@ -450,11 +487,26 @@ def main(argv: list[str] | None = None) -> int:
         default=2,
         help="outbox rows per message (partners created for them), when the tree has an outbox",
     )
+    parser.add_argument(
+        "--busy-loop-ms",
+        type=float,
+        default=0.0,
+        help="also measure with the submitting loop kept busy in slices of this many ms "
+        "(as a saturated request loop keeps it), the writer competing for the GIL",
+    )
+    parser.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        help="sys.setswitchinterval for this process (Python's default is 5 ms): how long "
+        "a thread that wants the GIL waits before forcing a busy holder to give it up",
+    )
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--profile", choices=("sqlite", "postgres"))
     parser.add_argument("--label", default="")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
+    if args.switch_interval_ms is not None:
+        sys.setswitchinterval(args.switch_interval_ms / 1000)
     return asyncio.run(amain(args))
 
 

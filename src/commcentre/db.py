@@ -113,6 +113,11 @@ def _sqlite_sync_write_engine(url: str) -> Engine:
     sync_url = make_url(url).set(drivername="sqlite+pysqlite")
     engine = create_engine(sync_url, pool_size=1, max_overflow=0, pool_timeout=30)
     _configure_sqlite(engine, begin="BEGIN IMMEDIATE")
+    # An executemany INSERT goes out as multi-row INSERT ... VALUES pages (SQLAlchemy's
+    # "insertmanyvalues", values still converted by the column types): one sqlite3 step
+    # per page instead of one per row. Each step releases the GIL, and a writer thread
+    # that gives the GIL up to a busy request loop waits to get it back.
+    engine.dialect.use_insertmanyvalues_wo_returning = True
     return engine
 
 
