@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: install run test test-pg lint format typecheck openapi bench clean
+.PHONY: install run test test-pg faults faults-pg lint format typecheck openapi bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -38,6 +38,13 @@ test: install
 
 test-pg: install
 	COMMCENTRE_TEST_DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest
+
+## Fault runs (worker SIGKILL loop, concurrent workers); also part of `make test`.
+faults: install
+	$(PY) -m pytest tests/faults -s -p no:cacheprovider
+
+faults-pg: install
+	COMMCENTRE_TEST_DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest tests/faults -s -p no:cacheprovider
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,6 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log: Path
-    started_at: float = field(default_factory=time.monotonic)
 
     @property
     def pid(self) -> int:

@@ -1,0 +1,1322 @@
+"""Dispatch benchmark (not a test): deliveries/s and accept-to-receipt latency.
+
+Usage: .venv/bin/python bench/dispatch.py [--messages 2000] [--concurrency 32] [--runs 3]
+                                          [--rate 100] [--latency-seconds 10]
+                                          [--no-postgres] [--no-pgqueuer]
+                                          [--output bench/results/dispatch.json]
+
+Every target delivers to one receiver, with the same concurrency, in one run:
+
+  ceiling   raw httpx POSTs of prepared, signed webhook requests (the bodies and
+            headers the webhook adapter sends), from the client the dispatcher uses
+  sqlite    commcentre's Dispatcher, built as `commcentre serve` builds it, on a
+            fresh SQLite file
+  postgres  the same on PostgreSQL, database bench_dispatch on 127.0.0.1:5432
+            (created if missing, public schema recreated)
+  pgqueuer  pgqueuer's QueueManager on that same PostgreSQL: one job per delivery,
+            payload = the prepared request, an entrypoint that POSTs it with the
+            same httpx client settings (it neither decrypts nor signs: a lower bound
+            of what a queue library costs, not a full gateway)
+
+The receiver is a raw ASGI app (`bench.dispatch:receiver_app`) under uvicorn
+(uvloop, httptools) in a process of its own, so its CPU never shares a GIL with
+the sender. It answers 200 and records each request's `webhook-id` and arrival
+time (wall clock; the sender runs on the same machine, so the clocks agree).
+
+Throughput (median of --runs by deliveries/s): --messages messages are queued
+through the ingest path (prepare_outbound + IngestWriter: validated, sealed,
+one outbox row each for one webhook partner, audited) while no dispatcher runs;
+then one starts and drains them. deliveries/s = messages / (last receipt - start).
+Every measured run starts with a fresh httpx client (empty pool) and reports the
+requests it actually kept in flight (mean, peak), next to the cores each process
+used and those the rest of the machine took ("others": a busy machine understates
+every figure; compare ratios within one run).
+
+Latency (one run of --latency-seconds): a dispatcher runs idle while messages are
+accepted at --rate per second on a fixed schedule (open loop); accept-to-receipt
+is receipt time - the message's created_at. The dispatcher runs in the accepting
+process (the embedded shape, woken by the ingest writer's commits), and on
+PostgreSQL once more as a `commcentre worker` process woken by LISTEN/NOTIFY (the
+scaled-out shape). pgqueuer gets the same: jobs enqueued at that rate, receipt -
+enqueue time.
+
+Targets: commcentre >= 70% of the ceiling and >= 1.0x pgqueuer (deliveries/s),
+accept-to-receipt p50 <= 20 ms at the fixed rate. A target that loses or
+mangles a delivery fails whatever its speed.
+
+Exit status: 0 measured (whatever the verdict), 1 a delivery was lost or
+unexpected, 2 the receiver or a store could not be set up.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import math
+import os
+import platform
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import metadata, util
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+from pydantic import SecretStr
+
+from commcentre.adapters.base import AdapterContext, DeliveryContext, OutboundMessage, PartnerView
+from commcentre.adapters.http import HttpPushConfig, sign
+from commcentre.adapters.netguard import system_resolver
+from commcentre.adapters.webhook import WebhookAdapter
+from commcentre.auth.deps import Principal
+from commcentre.auth.service import create_client
+from commcentre.bootstrap import build_adapters, build_dispatcher, build_http_client, build_vault
+from commcentre.clock import utcnow
+from commcentre.config import Settings
+from commcentre.crypto import FileKeyring
+from commcentre.db import Database
+from commcentre.delivery.dispatcher import Dispatcher
+from commcentre.ids import new_id
+from commcentre.messages.ingest import IngestOutcome, IngestWriter, PendingMessage
+from commcentre.messages.schemas import MessageIn
+from commcentre.messages.service import MessageVault, prepare_outbound
+from commcentre.migrate import upgrade
+from commcentre.partners import service as partners
+from commcentre.partners.schemas import PartnerCreate, generate_signing_secret
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = REPO / "bench" / "results" / "dispatch.json"
+
+PG_HOST_DSN = "postgresql://postgres@127.0.0.1:5432"
+PG_DATABASE = "bench_dispatch"
+PG_DSN = f"{PG_HOST_DSN}/{PG_DATABASE}"
+PG_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{PG_DATABASE}"
+
+PARTNER = "bench-receiver"
+TARGET_RATIO_TO_CEILING = 0.70
+TARGET_RATIO_TO_PGQUEUER = 1.0
+TARGET_LATENCY_P50_MS = 20.0
+STARTUP_SECONDS = 60.0
+DRAIN_SECONDS = 300.0
+CONTENDED_CORES = 0.15  # other processes busier than this during a run: say so
+PACKAGES = (
+    "httpx",
+    "httpcore",
+    "anyio",
+    "sniffio",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "sqlalchemy",
+    "aiosqlite",
+    "asyncpg",
+    "pgqueuer",
+)
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on (exit 2)."""
+
+
+# --- the receiver (runs in its own process: `uvicorn bench.dispatch:receiver_app`) ----------
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_receipts: list[tuple[str, float]] = []
+
+
+async def receiver_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """POST /hook: record (webhook-id, arrival time), answer 200. GET /receipts: hand over
+    and forget what was recorded. GET /healthz."""
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        more = (await receive()).get("more_body", False)
+    status, body = 200, b"{}"
+    path = scope["path"]
+    if path == "/hook":
+        at = time.time()
+        webhook_id = next((v for k, v in scope["headers"] if k == b"webhook-id"), b"")
+        _receipts.append((webhook_id.decode(), at))
+    elif path == "/receipts":
+        body = orjson.dumps(_receipts)
+        _receipts.clear()
+    elif path != "/healthz":
+        status = 404
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _get(port: int, path: str, timeout: float = 10) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+@dataclass(frozen=True)
+class ReceiverProcess:
+    port: int
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def take_receipts(self) -> list[tuple[str, float]]:
+        """What arrived since the last call: (webhook-id, wall-clock arrival)."""
+        status, body = _get(self.port, "/receipts", timeout=30)
+        if status != 200:
+            raise BenchError(f"the receiver answered {status} to GET /receipts")
+        return [(str(i), float(t)) for i, t in orjson.loads(body)]
+
+
+@contextlib.contextmanager
+def receiver(log: Path) -> Iterator[ReceiverProcess]:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.dispatch:receiver_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--lifespan",
+        "off",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--backlog",
+        "2048",
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            if process.poll() is not None:
+                raise BenchError(f"the receiver exited with {process.returncode}: see {log}")
+            with contextlib.suppress(OSError):
+                if _get(port, "/healthz", timeout=2)[0] == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise BenchError(f"the receiver did not answer in {STARTUP_SECONDS:.0f} s")
+            time.sleep(0.1)
+        yield ReceiverProcess(port, process.pid)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        process.wait()
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def _machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU jiffies of the whole machine, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def _cpu_seconds(stat: str) -> float:
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pid_cpu_seconds(pid: int) -> float:
+    try:
+        return _cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+    except OSError:
+        return 0.0
+
+
+def _postgres_cpu_seconds() -> float:
+    total = 0.0
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = path.read_text()
+        except OSError:
+            continue
+        if stat[stat.find("(") + 1 : stat.rfind(")")].startswith("postgres"):
+            total += _cpu_seconds(stat)
+    return total
+
+
+def _self_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """Cores busy between start and stop: this process, the receiver, a worker process if
+    any, PostgreSQL, and the rest of the machine (`others`: competition for the cores)."""
+
+    def __init__(self, receiver_pid: int, worker_pid: int | None = None) -> None:
+        self._pids = {"receiver": receiver_pid}
+        if worker_pid is not None:
+            self._pids["worker"] = worker_pid
+        self._start: dict[str, float] = {}
+        self._jiffies = (0, 0)
+
+    def _sample(self) -> dict[str, float]:
+        sample = {name: _pid_cpu_seconds(pid) for name, pid in self._pids.items()}
+        sample |= {
+            "at": time.monotonic(),
+            "bench": _self_cpu_seconds(),
+            "postgres": _postgres_cpu_seconds(),
+        }
+        return sample
+
+    def start(self) -> None:
+        self._start = self._sample()
+        self._jiffies = _machine_jiffies()
+
+    def stop(self) -> dict[str, float]:
+        end, (busy1, total1) = self._sample(), _machine_jiffies()
+        busy0, total0 = self._jiffies
+        elapsed = max(end.pop("at") - self._start["at"], 1e-9)
+        cores = {name: max(end[name] - self._start[name], 0.0) / elapsed for name in end}
+        machine = (busy1 - busy0) / max(total1 - total0, 1) * (os.cpu_count() or 1)
+        cores["others"] = max(machine - sum(cores.values()), 0.0)
+        cores["machine"] = machine
+        return {k: round(v, 2) for k, v in cores.items()}
+
+
+class InFlight:
+    """Requests an httpx client has sent and not yet had answered (its event hooks): the
+    time-weighted mean and the peak. Nominal concurrency is not always what a sender keeps."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+        self._area = 0.0
+        self._start = self._since = time.monotonic()
+
+    def _move(self, step: int) -> None:
+        at = time.monotonic()
+        self._area += self.now * (at - self._since)
+        self._since = at
+        self.now += step
+        self.peak = max(self.peak, self.now)
+
+    async def _sent(self, _request: httpx.Request) -> None:
+        self._move(1)
+
+    async def _answered(self, _response: httpx.Response) -> None:
+        self._move(-1)
+
+    def watch(self, http: httpx.AsyncClient) -> httpx.AsyncClient:
+        http.event_hooks = {"request": [self._sent], "response": [self._answered]}
+        return http
+
+    def summary(self) -> dict[str, float]:
+        self._move(0)
+        mean = self._area / max(self._since - self._start, 1e-9)
+        return {"mean": round(mean, 1), "peak": self.peak}
+
+
+@dataclass
+class RunResult:
+    """One measured run of one target."""
+
+    deliveries: int
+    seconds: float  # start to last receipt
+    lost: int
+    unexpected: int
+    duplicates: int
+    latency_ms: dict[str, float]
+    cores: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.deliveries / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "deliveries": self.deliveries,
+            "seconds": round(self.seconds, 4),
+            "deliveries_per_s": round(self.rate, 1),
+            "received": self.deliveries - self.lost,
+            "lost": self.lost,
+            "unexpected": self.unexpected,
+            "duplicates": self.duplicates,
+            "latency_ms": self.latency_ms,
+            "cores": self.cores,
+            **self.extra,
+        }
+
+
+def judge(
+    sent_at: dict[str, float],
+    receipts: Sequence[tuple[str, float]],
+    started: float,
+    cores: dict[str, float],
+    *,
+    seconds: float | None = None,
+    refused: int = 0,
+    **extra: Any,
+) -> RunResult:
+    """Match receipts to what was sent: lost, unexpected, duplicates, and the latency of
+    each delivery's first arrival. `seconds` defaults to start-to-last-receipt."""
+    first: dict[str, float] = {}
+    unexpected = duplicates = 0
+    for webhook_id, at in receipts:
+        if webhook_id not in sent_at:
+            unexpected += 1
+        elif webhook_id in first:
+            duplicates += 1
+        else:
+            first[webhook_id] = at
+    latencies = [(first[i] - sent_at[i]) * 1000 for i in first]
+    latency = {
+        "p50": round(percentile(latencies, 0.50), 2),
+        "p90": round(percentile(latencies, 0.90), 2),
+        "p99": round(percentile(latencies, 0.99), 2),
+        "max": round(max(latencies, default=math.nan), 2),
+    }
+    if seconds is None:
+        seconds = max(first.values(), default=started) - started
+    lost = len(sent_at) - len(first) + refused
+    return RunResult(len(sent_at), seconds, lost, unexpected, duplicates, latency, cores, extra)
+
+
+def median_run(runs: list[RunResult]) -> RunResult:
+    return sorted(runs, key=lambda run: run.rate)[(len(runs) - 1) // 2]
+
+
+def _show(name: str, label: str, run: RunResult) -> None:
+    flag = f"  LOST {run.lost} UNEXPECTED {run.unexpected}" if run.lost or run.unexpected else ""
+    cores = " ".join(f"{k} {v:.2f}" for k, v in run.cores.items() if k != "machine")
+    in_flight = run.extra.get("in_flight")
+    sending = f"  in flight {in_flight['mean']:.0f} (peak {in_flight['peak']})" if in_flight else ""
+    print(
+        f"  {name:9} {label:11} {run.rate:6,.0f} deliveries/s  {run.deliveries:5,} in "
+        f"{run.seconds:6.2f} s  latency p50 {run.latency_ms['p50']:7.1f} ms p99 "
+        f"{run.latency_ms['p99']:7.1f} ms  dup {run.duplicates}{sending}  cores: {cores}{flag}",
+        flush=True,
+    )
+
+
+# --- what gets delivered ------------------------------------------------------------------
+
+
+def example_message() -> MessageIn:
+    """tests/factories.py EXAMPLE_MESSAGE, addressed to the benchmark's partner."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from tests.factories import EXAMPLE_MESSAGE
+
+    return MessageIn.model_validate({**EXAMPLE_MESSAGE, "recipients": [PARTNER]})
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    webhook_id: str
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class RequestFactory:
+    """Makes the requests the webhook adapter sends (same body, same headers), signed."""
+
+    adapter: WebhookAdapter
+    partner: PartnerView
+    content: MessageIn
+
+    def make(self, count: int) -> list[PreparedRequest]:
+        config = self.partner.config
+        assert isinstance(config, HttpPushConfig)
+        host = config.url.split("/")[2]
+        out: list[PreparedRequest] = []
+        for _ in range(count):
+            delivery_id, now = new_id(), utcnow()
+            outbound = OutboundMessage(id=new_id(), created_at=now, content=self.content)
+            context = DeliveryContext(delivery_id=delivery_id, attempt=1, timestamp=now)
+            body = orjson.dumps(self.adapter.build_body(outbound, self.partner, context))
+            timestamp = math.floor(now.timestamp())
+            signature = sign(str(delivery_id), timestamp, body, self.partner.signing_secrets)
+            headers = {
+                "host": host,
+                "content-type": "application/json",
+                "accept-encoding": "identity",
+                "user-agent": "commcentre",
+                "webhook-id": str(delivery_id),
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": signature,
+            }
+            out.append(PreparedRequest(str(delivery_id), body, headers))
+        return out
+
+
+async def post_prepared(http: httpx.AsyncClient, url: str, request: PreparedRequest) -> None:
+    response = await http.post(url, content=request.body, headers=request.headers)
+    if response.status_code != 200:
+        raise BenchError(f"the receiver answered {response.status_code}")
+
+
+# --- ceiling: raw httpx -------------------------------------------------------------------
+
+
+async def measure_ceiling(
+    rx: ReceiverProcess, requests: list[PreparedRequest], *, concurrency: int, settings: Settings
+) -> RunResult:
+    rx.take_receipts()
+    meter = CpuMeter(rx.pid)
+    in_flight = InFlight()
+    todo = iter(requests)
+    async with in_flight.watch(build_http_client(settings)) as http:
+
+        async def sender() -> None:
+            for request in todo:
+                await post_prepared(http, rx.url, request)
+
+        meter.start()
+        started = time.time()
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
+        cores = meter.stop()
+    sent_at = dict.fromkeys((r.webhook_id for r in requests), started)
+    return judge(sent_at, rx.take_receipts(), started, cores, in_flight=in_flight.summary())
+
+
+# --- commcentre ---------------------------------------------------------------------------
+
+
+class Wakeup:
+    """The ingest writer's on_committed hook: wakes whichever dispatcher runs now."""
+
+    def __init__(self) -> None:
+        self.dispatcher: Dispatcher | None = None
+
+    def __call__(self, _count: int) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
+
+@dataclass
+class Gateway:
+    """commcentre's parts in this process, as `commcentre serve` builds them."""
+
+    settings: Settings
+    db: Database
+    vault: MessageVault
+    writer: IngestWriter
+    wakeup: Wakeup
+    principal: Principal
+    content: MessageIn
+
+    def prepare(self, count: int) -> list[PendingMessage]:
+        return [
+            prepare_outbound(
+                self.content,
+                principal=self.principal,
+                idempotency_key=None,
+                vault=self.vault,
+                destinations=[PARTNER],
+                now=utcnow(),
+            )
+            for _ in range(count)
+        ]
+
+    @contextlib.asynccontextmanager
+    async def dispatcher(self, in_flight: InFlight) -> AsyncIterator[Dispatcher]:
+        """A dispatcher (not started) with adapters on an HTTP client of its own: every
+        measured run of every target starts from an empty connection pool."""
+        async with in_flight.watch(build_http_client(self.settings)) as http:
+            adapters = build_adapters(self.settings, http, system_resolver)
+            dispatcher = build_dispatcher(
+                self.settings, self.db, self.vault, adapters, clock=utcnow
+            )
+            self.wakeup.dispatcher = dispatcher
+            try:
+                yield dispatcher
+            finally:
+                self.wakeup.dispatcher = None
+                await dispatcher.stop()
+
+
+def _sent_at(pending: Sequence[PendingMessage]) -> dict[str, float]:
+    """delivery id -> the message's created_at (epoch seconds)."""
+    return {
+        str(row["id"]): p.message_row["created_at"].timestamp()
+        for p in pending
+        for row in p.delivery_rows
+    }
+
+
+async def _accept(gateway: Gateway, pending: Sequence[PendingMessage]) -> None:
+    outcomes = await asyncio.gather(*(gateway.writer.submit(p) for p in pending))
+    refused = [o.status_code for o in outcomes if o.status_code != 202]
+    if refused:
+        raise BenchError(f"{len(refused)} messages refused: {refused[:5]}")
+
+
+@contextlib.asynccontextmanager
+async def gateway(
+    name: str, url: str, workdir: Path, rx: ReceiverProcess, concurrency: int, secret: str
+) -> AsyncIterator[Gateway]:
+    """A migrated store with one API client and one webhook partner (the receiver), and
+    an ingest writer whose commits wake the current dispatcher, as in `commcentre serve`."""
+    await asyncio.to_thread(upgrade, url)  # Alembic runs its own event loop
+    keyring_path = workdir / f"keyring-{name}.json"
+    FileKeyring.generate(keyring_path, dev=True)
+    settings = Settings(
+        database_url=url, keyring_path=keyring_path, dispatcher_concurrency=concurrency
+    )
+    db = Database(url, pool_size=settings.db_pool_size)
+    wakeup = Wakeup()
+    writer = IngestWriter(
+        url,
+        clock=utcnow,
+        batch_max=settings.ingest_batch_max,
+        batch_wait=settings.ingest_batch_wait_ms / 1000,
+        idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        on_committed=wakeup,
+    )
+    try:
+        vault = build_vault(settings, FileKeyring.load(keyring_path))
+        body = PartnerCreate.model_validate(
+            {
+                "id": PARTNER,
+                "name": "Benchmark receiver",
+                "adapter": "webhook",
+                "config": {"url": rx.url},
+                "signing_secrets": [secret],
+                "allow_loopback": True,
+            }
+        )
+        async with build_http_client(settings) as http:  # the registry only checks the config
+            registry = build_adapters(settings, http, system_resolver)
+            async with db.write_sessions() as session, session.begin():
+                issued = await create_client(
+                    session, name="bench", scopes=["messages:write"], actor="bench", now=utcnow()
+                )
+                await partners.create_partner(
+                    session,
+                    body,
+                    registry=registry,
+                    envelope=vault.envelope,
+                    actor="bench",
+                    now=utcnow(),
+                )
+        await writer.start()
+        yield Gateway(
+            settings=settings,
+            db=db,
+            vault=vault,
+            writer=writer,
+            wakeup=wakeup,
+            principal=Principal(issued.client.id, "bench", frozenset({"messages:write"})),
+            content=example_message(),
+        )
+    finally:
+        await writer.stop()
+        await db.dispose()
+
+
+async def commcentre_throughput(gw: Gateway, rx: ReceiverProcess, count: int) -> RunResult:
+    """Queue `count` messages with no dispatcher running, then drain them with one."""
+    pending = gw.prepare(count)
+    await _accept(gw, pending)
+    rx.take_receipts()
+    meter = CpuMeter(rx.pid)
+    in_flight = InFlight()
+    async with gw.dispatcher(in_flight) as dispatcher:
+        meter.start()
+        started = time.time()
+        await dispatcher.start()
+        drained = await dispatcher.drain(within=DRAIN_SECONDS)
+        # The drain also waits for every outcome to be written; deliveries/s counts receipts.
+        recorded = time.time() - started
+        cores = meter.stop()
+    return judge(
+        _sent_at(pending),
+        rx.take_receipts(),
+        started,
+        cores,
+        recorded_seconds=round(recorded, 4),
+        drained=drained,
+        in_flight=in_flight.summary(),
+        stats=_dispatcher_stats(dispatcher),
+    )
+
+
+def _dispatcher_stats(dispatcher: Dispatcher) -> dict[str, Any]:
+    stats = dispatcher.stats
+    return {
+        "claimed": stats.claimed,
+        "delivered": stats.delivered,
+        "retried": stats.retried,
+        "dead": stats.dead,
+        "batches_recorded": stats.batches,
+    }
+
+
+async def at_fixed_rate(rate: float, seconds: float, action: Callable[[], None]) -> None:
+    """Call `action` rate times a second for `seconds`, on schedule (open loop)."""
+    total = round(rate * seconds)
+    start = time.monotonic()
+    for n in range(total):
+        delay = start + n / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        action()
+
+
+async def collect(
+    rx: ReceiverProcess, expected: Collection[str], *, within: float
+) -> list[tuple[str, float]]:
+    """Receipts until every expected webhook-id arrived (or `within` seconds passed)."""
+    receipts: list[tuple[str, float]] = []
+    seen: set[str] = set()
+    deadline = time.monotonic() + within
+    while True:
+        more = rx.take_receipts()
+        receipts += more
+        seen.update(i for i, _ in more)
+        if seen >= set(expected) or time.monotonic() > deadline:
+            return receipts
+        await asyncio.sleep(0.1)
+
+
+async def accept_at_rate(
+    gw: Gateway, *, rate: float, seconds: float
+) -> tuple[list[PendingMessage], int]:
+    """Accept messages at `rate`/s on a fixed schedule (open loop: a slow commit delays no
+    later message); the messages, and how many were refused."""
+    pending: list[PendingMessage] = []
+    submits: list[asyncio.Task[IngestOutcome]] = []
+
+    def accept_one() -> None:
+        one = gw.prepare(1)
+        pending.extend(one)
+        submits.append(asyncio.create_task(gw.writer.submit(one[0])))
+
+    await at_fixed_rate(rate, seconds, accept_one)
+    outcomes = await asyncio.gather(*submits)
+    return pending, sum(1 for o in outcomes if o.status_code != 202)
+
+
+async def commcentre_latency(
+    gw: Gateway, rx: ReceiverProcess, *, rate: float, seconds: float
+) -> RunResult:
+    """Embedded shape: an idle dispatcher in this process (woken by the ingest writer's
+    commits); messages accepted at `rate`/s; accept-to-receipt per message."""
+    in_flight = InFlight()
+    async with gw.dispatcher(in_flight) as dispatcher:
+        await dispatcher.start()
+        await asyncio.sleep(0.5)
+        rx.take_receipts()
+        meter = CpuMeter(rx.pid)
+        meter.start()
+        started = time.time()
+        pending, refused = await accept_at_rate(gw, rate=rate, seconds=seconds)
+        sent_at = _sent_at(pending)
+        receipts = await collect(rx, sent_at, within=DRAIN_SECONDS)
+        cores = meter.stop()
+    return judge(
+        sent_at,
+        receipts,
+        started,
+        cores,
+        seconds=seconds,
+        refused=refused,
+        rate=rate,
+        shape="embedded: dispatcher in the ingesting process",
+        in_flight=in_flight.summary(),
+    )
+
+
+@contextlib.contextmanager
+def worker_process(settings: Settings, log: Path) -> Iterator[int]:
+    """`commcentre worker` on the gateway's database and keyring; yields its pid."""
+    env = os.environ | {
+        "PYTHONUNBUFFERED": "1",
+        "COMMCENTRE_DATABASE_URL": settings.database_url,
+        "COMMCENTRE_KEYRING_PATH": str(settings.keyring_path),
+        "COMMCENTRE_DISPATCHER_CONCURRENCY": str(settings.dispatcher_concurrency),
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "commcentre", "worker"],
+            cwd=log.parent,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while "dispatcher_started" not in log.read_text(errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"`commcentre worker` did not start: see {log}")
+            time.sleep(0.05)
+        yield process.pid
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        process.wait()
+
+
+async def worker_latency(
+    gw: Gateway, rx: ReceiverProcess, workdir: Path, *, rate: float, seconds: float
+) -> RunResult:
+    """Scaled-out shape (PostgreSQL): an idle `commcentre worker` process woken by
+    LISTEN/NOTIFY; this process only accepts, at `rate`/s."""
+    with worker_process(gw.settings, workdir / "worker.log") as pid:
+        await asyncio.sleep(0.5)
+        rx.take_receipts()
+        meter = CpuMeter(rx.pid, pid)
+        meter.start()
+        started = time.time()
+        pending, refused = await accept_at_rate(gw, rate=rate, seconds=seconds)
+        sent_at = _sent_at(pending)
+        receipts = await collect(rx, sent_at, within=DRAIN_SECONDS)
+        cores = meter.stop()
+    return judge(
+        sent_at,
+        receipts,
+        started,
+        cores,
+        seconds=seconds,
+        refused=refused,
+        rate=rate,
+        shape="scaled out: `commcentre worker` process, LISTEN/NOTIFY",
+    )
+
+
+# --- pgqueuer -----------------------------------------------------------------------------
+
+ENTRYPOINT = "deliver"
+
+
+def _pgqueuer_payload(request: PreparedRequest) -> bytes:
+    return orjson.dumps({"headers": request.headers, "body": request.body.decode()})
+
+
+@contextlib.asynccontextmanager
+async def pgqueuer_queue() -> AsyncIterator[asyncpg.Pool]:
+    """pgqueuer's tables in bench_dispatch (installed once) and a pool for its driver."""
+    from pgqueuer import Queries
+
+    pool = await asyncpg.create_pool(PG_DSN, min_size=2, max_size=10)
+    try:
+        queries = Queries.from_asyncpg_pool(pool)
+        if not await queries.has_table(queries.qbe.settings.queue_table):
+            await queries.install()
+        yield pool
+    finally:
+        await pool.close()
+
+
+def _queue_manager(pool: asyncpg.Pool, http: httpx.AsyncClient, url: str) -> Any:
+    from pgqueuer import Job, Queries, QueueManager
+
+    manager = QueueManager(Queries.from_asyncpg_pool(pool))
+
+    @manager.entrypoint(ENTRYPOINT)
+    async def deliver(job: Job) -> None:
+        assert job.payload is not None
+        request = orjson.loads(job.payload)
+        response = await http.post(
+            url, content=request["body"].encode(), headers=request["headers"]
+        )
+        if response.status_code != 200:
+            raise RuntimeError(f"receiver answered {response.status_code}")
+
+    return manager
+
+
+def _pgqueuer_run_options(concurrency: int) -> dict[str, Any]:
+    # pgqueuer wants max_concurrent_tasks >= 2 x batch_size.
+    return {"batch_size": max(1, concurrency // 2), "max_concurrent_tasks": max(2, concurrency)}
+
+
+async def pgqueuer_throughput(
+    pool: asyncpg.Pool,
+    rx: ReceiverProcess,
+    requests: list[PreparedRequest],
+    *,
+    concurrency: int,
+    settings: Settings,
+) -> RunResult:
+    from pgqueuer import Queries
+    from pgqueuer.types import QueueExecutionMode
+
+    queries = Queries.from_asyncpg_pool(pool)
+    for chunk in range(0, len(requests), 500):
+        part = requests[chunk : chunk + 500]
+        await queries.enqueue(
+            [ENTRYPOINT] * len(part), [_pgqueuer_payload(r) for r in part], [0] * len(part)
+        )
+    rx.take_receipts()
+    meter = CpuMeter(rx.pid)
+    in_flight = InFlight()
+    async with in_flight.watch(build_http_client(settings)) as http:
+        manager = _queue_manager(pool, http, rx.url)
+        meter.start()
+        started = time.time()
+        await manager.run(
+            mode=QueueExecutionMode.drain,
+            dequeue_timeout=timedelta(seconds=1),
+            **_pgqueuer_run_options(concurrency),
+        )
+        finished = time.time() - started
+        cores = meter.stop()
+    sent_at = dict.fromkeys((r.webhook_id for r in requests), started)
+    return judge(
+        sent_at,
+        rx.take_receipts(),
+        started,
+        cores,
+        finished_seconds=round(finished, 4),
+        in_flight=in_flight.summary(),
+        **_pgqueuer_run_options(concurrency),
+    )
+
+
+async def pgqueuer_latency(
+    pool: asyncpg.Pool,
+    rx: ReceiverProcess,
+    requests: list[PreparedRequest],
+    *,
+    rate: float,
+    seconds: float,
+    concurrency: int,
+    settings: Settings,
+) -> RunResult:
+    from pgqueuer import Queries
+
+    queries = Queries.from_asyncpg_pool(pool)
+    sent_at: dict[str, float] = {}
+    enqueues: list[asyncio.Task[Any]] = []
+    todo = iter(requests)
+
+    def enqueue_one() -> None:
+        request = next(todo)
+        sent_at[request.webhook_id] = time.time()
+        enqueues.append(
+            asyncio.create_task(queries.enqueue(ENTRYPOINT, _pgqueuer_payload(request)))
+        )
+
+    async with build_http_client(settings) as http:
+        manager = _queue_manager(pool, http, rx.url)
+        runner = asyncio.create_task(
+            manager.run(dequeue_timeout=timedelta(seconds=1), **_pgqueuer_run_options(concurrency))
+        )
+        try:
+            await asyncio.sleep(1.0)
+            rx.take_receipts()
+            meter = CpuMeter(rx.pid)
+            meter.start()
+            started = time.time()
+            await at_fixed_rate(rate, seconds, enqueue_one)
+            await asyncio.gather(*enqueues)
+            receipts = await collect(rx, sent_at, within=DRAIN_SECONDS)
+            cores = meter.stop()
+        finally:
+            manager.shutdown.set()
+            await runner
+    return judge(sent_at, receipts, started, cores, seconds=seconds, rate=rate)
+
+
+# --- stores -------------------------------------------------------------------------------
+
+
+async def pg_prepare() -> str:
+    """Create bench_dispatch if missing, recreate its public schema; the server version."""
+    conn = await asyncpg.connect(f"{PG_HOST_DSN}/postgres", timeout=5)
+    try:
+        version = str(await conn.fetchval("SHOW server_version"))
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", PG_DATABASE)
+        if not exists:
+            await conn.execute(f"CREATE DATABASE {PG_DATABASE}")
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(PG_DSN, timeout=5)
+    try:
+        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+    finally:
+        await conn.close()
+    return version
+
+
+async def pg_unreachable() -> str | None:
+    try:
+        conn = await asyncpg.connect(f"{PG_HOST_DSN}/postgres", timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    await conn.close()
+    return None
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def summarize(
+    runs: list[RunResult], latency: RunResult | None, worker: RunResult | None = None
+) -> dict[str, Any]:
+    median = median_run(runs)
+    result: dict[str, Any] = {
+        "status": "measured",
+        "runs": [run.as_dict() for run in runs],
+        "median": median.as_dict(),
+        "deliveries_per_s": round(median.rate, 1),
+        "lost": sum(run.lost for run in runs),
+        "unexpected": sum(run.unexpected for run in runs),
+        "duplicates": sum(run.duplicates for run in runs),
+    }
+    for key, run in (("latency_run", latency), ("latency_run_worker", worker)):
+        if run is not None:
+            result[key] = run.as_dict()
+            result["lost"] += run.lost
+            result["unexpected"] += run.unexpected
+            result["duplicates"] += run.duplicates
+    return result
+
+
+async def run_commcentre(
+    name: str,
+    url: str,
+    args: argparse.Namespace,
+    workdir: Path,
+    rx: ReceiverProcess,
+    secret: str,
+) -> dict[str, Any]:
+    async with gateway(name, url, workdir, rx, args.concurrency, secret) as gw:
+        await commcentre_throughput(gw, rx, min(200, args.messages))  # warm-up
+        runs: list[RunResult] = []
+        for n in range(args.runs):
+            runs.append(await commcentre_throughput(gw, rx, args.messages))
+            _show(name, f"run {n + 1}/{args.runs}", runs[-1])
+        latency = await commcentre_latency(gw, rx, rate=args.rate, seconds=args.latency_seconds)
+        _show(name, f"{args.rate:g}/s", latency)
+        worker = None
+        if not gw.settings.is_sqlite:  # SQLite has no NOTIFY: a worker process would poll
+            worker = await worker_latency(
+                gw, rx, workdir, rate=args.rate, seconds=args.latency_seconds
+            )
+            _show(name, f"{args.rate:g}/s wkr", worker)
+    return summarize(runs, latency, worker)
+
+
+async def run_pgqueuer(
+    args: argparse.Namespace, rx: ReceiverProcess, factory: RequestFactory
+) -> dict[str, Any]:
+    settings = Settings(dispatcher_concurrency=args.concurrency)
+    async with pgqueuer_queue() as pool:
+        warmup = factory.make(min(200, args.messages))
+        await pgqueuer_throughput(pool, rx, warmup, concurrency=args.concurrency, settings=settings)
+        runs: list[RunResult] = []
+        for n in range(args.runs):
+            requests = factory.make(args.messages)
+            runs.append(
+                await pgqueuer_throughput(
+                    pool, rx, requests, concurrency=args.concurrency, settings=settings
+                )
+            )
+            _show("pgqueuer", f"run {n + 1}/{args.runs}", runs[-1])
+        requests = factory.make(round(args.rate * args.latency_seconds))
+        latency = await pgqueuer_latency(
+            pool,
+            rx,
+            requests,
+            rate=args.rate,
+            seconds=args.latency_seconds,
+            concurrency=args.concurrency,
+            settings=settings,
+        )
+        _show("pgqueuer", f"{args.rate:g}/s", latency)
+    return summarize(runs, latency)
+
+
+async def run_ceiling(
+    args: argparse.Namespace, rx: ReceiverProcess, factory: RequestFactory
+) -> dict[str, Any]:
+    settings = Settings(dispatcher_concurrency=args.concurrency)
+    warmup = factory.make(min(200, args.messages))
+    await measure_ceiling(rx, warmup, concurrency=args.concurrency, settings=settings)
+    runs: list[RunResult] = []
+    for n in range(args.runs):
+        requests = factory.make(args.messages)
+        runs.append(
+            await measure_ceiling(rx, requests, concurrency=args.concurrency, settings=settings)
+        )
+        _show("ceiling", f"run {n + 1}/{args.runs}", runs[-1])
+    return summarize(runs, None)
+
+
+def verdicts(targets: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def rate(name: str) -> float | None:
+        target = targets.get(name, {})
+        return target["deliveries_per_s"] if target.get("status") == "measured" else None
+
+    ceiling, pgqueuer = rate("ceiling"), rate("pgqueuer")
+    ratios: dict[str, Any] = {}
+    verdict: dict[str, Any] = {}
+    for name in ("sqlite", "postgres"):
+        own = rate(name)
+        if own is None:
+            continue
+        target = targets[name]
+        checks: dict[str, bool] = {
+            "nothing_lost": target["lost"] == 0 and target["unexpected"] == 0,
+            "latency_p50_ok": target["latency_run"]["latency_ms"]["p50"] <= TARGET_LATENCY_P50_MS,
+        }
+        if "latency_run_worker" in target:
+            checks["worker_latency_p50_ok"] = (
+                target["latency_run_worker"]["latency_ms"]["p50"] <= TARGET_LATENCY_P50_MS
+            )
+        if ceiling:
+            ratios[f"{name}_to_ceiling"] = round(own / ceiling, 3)
+            checks["ceiling_ratio_ok"] = own / ceiling >= TARGET_RATIO_TO_CEILING
+        if pgqueuer:
+            ratios[f"{name}_to_pgqueuer"] = round(own / pgqueuer, 3)
+            checks["pgqueuer_ratio_ok"] = own / pgqueuer >= TARGET_RATIO_TO_PGQUEUER
+        verdict[name] = checks | {"pass": all(checks.values())}
+    if ceiling and pgqueuer:
+        ratios["pgqueuer_to_ceiling"] = round(pgqueuer / ceiling, 3)
+    return ratios, verdict
+
+
+def print_report(
+    targets: dict[str, dict[str, Any]], ratios: dict[str, Any], verdict: dict[str, Any]
+) -> None:
+    print()
+    header = (
+        f"{'target':10} {'deliv/s':>9} {'vs ceil':>8} {'vs pgq':>7} {'lost':>5} {'dup':>5} "
+        f"{'backlog p50':>12} {'fixed-rate p50':>15} {'p99':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, target in targets.items():
+        if target.get("status") != "measured":
+            print(f"{name:10} {target.get('status', '?')}: {target.get('reason', '')}")
+            continue
+        to_ceiling = ratios.get(f"{name}_to_ceiling")
+        to_pgq = ratios.get(f"{name}_to_pgqueuer")
+        fixed = target.get("latency_run", {}).get("latency_ms", {})
+        fixed_p50 = f"{fixed['p50']:.1f} ms" if fixed else "-"
+        fixed_p99 = f"{fixed['p99']:.1f} ms" if fixed else "-"
+        print(
+            f"{name:10} {target['deliveries_per_s']:9,.0f} "
+            f"{f'{to_ceiling:.0%}' if to_ceiling is not None else '-':>8} "
+            f"{f'{to_pgq:.2f}x' if to_pgq is not None else '-':>7} "
+            f"{target['lost']:5} {target['duplicates']:5} "
+            f"{target['median']['latency_ms']['p50']:10.0f} ms "
+            f"{fixed_p50:>15} {fixed_p99:>8}"
+        )
+    for name, target in targets.items():
+        worker = target.get("latency_run_worker")
+        if worker:
+            print(
+                f"{name:10} fixed rate with a `commcentre worker` process (NOTIFY): p50 "
+                f"{worker['latency_ms']['p50']:.1f} ms, p99 {worker['latency_ms']['p99']:.1f} ms"
+            )
+    print(
+        "(median run by deliveries/s; backlog p50: accept-to-receipt of a queued backlog, "
+        "mostly queueing; fixed-rate: the --rate run, dispatcher in the accepting process)"
+    )
+    print()
+    print(
+        f"verdict (targets: >= {TARGET_RATIO_TO_CEILING:.0%} of the ceiling, >= "
+        f"{TARGET_RATIO_TO_PGQUEUER:.1f}x pgqueuer, fixed-rate p50 <= "
+        f"{TARGET_LATENCY_P50_MS:.0f} ms, nothing lost):"
+    )
+    if not verdict:
+        print("  nothing to judge")
+    for name, checks in verdict.items():
+        failed = [k for k, ok in checks.items() if k != "pass" and not ok]
+        print(
+            f"  {name:9} {'PASS' if checks['pass'] else 'FAIL'}"
+            + (f"  ({', '.join(failed)})" if failed else "")
+        )
+    for name, target in targets.items():
+        if target.get("status") != "measured":
+            continue
+        others = max(run["cores"].get("others", 0.0) for run in target["runs"])
+        if others > CONTENDED_CORES:
+            print(
+                f"  note: {name}: other processes used up to {others:.2f} cores during its "
+                "runs; compare ratios within one quiet run"
+            )
+
+
+def machine_info() -> dict[str, Any]:
+    cpu_model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    versions: dict[str, str] = {}
+    for name in PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return {
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        # httpcore imports sniffio on every lock it makes; without it each is a failed import.
+        "sniffio_installed": util.find_spec("sniffio") is not None,
+    }
+
+
+async def amain(args: argparse.Namespace) -> int:
+    targets: dict[str, dict[str, Any]] = {}
+    postgres_version: str | None = None
+    secret = generate_signing_secret()
+    content = example_message()
+    print(
+        f"dispatch benchmark: {args.messages:,} deliveries x {args.runs} runs at concurrency "
+        f"{args.concurrency}; latency at {args.rate:g}/s for {args.latency_seconds:g} s; "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-dispatch-") as tmp:
+        workdir = Path(tmp)
+        with receiver(workdir / "receiver.log") as rx:
+            view = PartnerView(
+                id=PARTNER,
+                name="Benchmark receiver",
+                country=None,
+                config=HttpPushConfig(url=rx.url),
+                signing_secrets=[SecretStr(secret)],
+                allow_loopback=True,
+            )
+            async with build_http_client(Settings()) as spare:
+                adapter = WebhookAdapter(AdapterContext(http=spare, resolver=system_resolver))
+                factory = RequestFactory(adapter, view, content)
+                targets["ceiling"] = await run_ceiling(args, rx, factory)
+                sqlite_url = f"sqlite+aiosqlite:///{workdir / 'dispatch.db'}"
+                targets["sqlite"] = await run_commcentre(
+                    "sqlite", sqlite_url, args, workdir, rx, secret
+                )
+                why_not = "--no-postgres" if args.no_postgres else await pg_unreachable()
+                if why_not is not None:
+                    targets["postgres"] = {"status": "skipped", "reason": why_not}
+                    targets["pgqueuer"] = {"status": "skipped", "reason": why_not}
+                else:
+                    postgres_version = await pg_prepare()
+                    targets["postgres"] = await run_commcentre(
+                        "postgres", PG_URL, args, workdir, rx, secret
+                    )
+                    if args.no_pgqueuer:
+                        targets["pgqueuer"] = {"status": "skipped", "reason": "--no-pgqueuer"}
+                    else:
+                        targets["pgqueuer"] = await run_pgqueuer(args, rx, factory)
+
+    ratios, verdict = verdicts(targets)
+    print_report(targets, ratios, verdict)
+    overrides = {k: v for k, v in os.environ.items() if k.startswith("COMMCENTRE_")}
+    report = {
+        "benchmark": "dispatch",
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "parameters": {
+            "messages": args.messages,
+            "concurrency": args.concurrency,
+            "runs": args.runs,
+            "rate_per_s": args.rate,
+            "latency_seconds": args.latency_seconds,
+            "postgres": not args.no_postgres,
+            "pgqueuer": not args.no_pgqueuer,
+            "postgres_version": postgres_version,
+            "dispatcher": "in process, built by commcentre.bootstrap.build_dispatcher",
+            "receiver": "uvicorn (uvloop, httptools), raw ASGI, own process",
+            "commcentre_env": overrides,
+        },
+        "targets": targets,
+        "ratios": ratios,
+        "goals": {
+            "min_ratio_to_ceiling": TARGET_RATIO_TO_CEILING,
+            "min_ratio_to_pgqueuer": TARGET_RATIO_TO_PGQUEUER,
+            "max_latency_p50_ms": TARGET_LATENCY_P50_MS,
+        },
+        "verdict": verdict,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    print(f"wrote {args.output}")
+    measured = [t for t in targets.values() if t.get("status") == "measured"]
+    return 1 if any(t["lost"] or t["unexpected"] for t in measured) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--messages", type=int, default=2000, help="deliveries per run")
+    parser.add_argument("--concurrency", type=int, default=32, help="deliveries at once")
+    parser.add_argument("--runs", type=int, default=3, help="throughput runs per target")
+    parser.add_argument("--rate", type=float, default=100.0, help="messages/s, latency run")
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite and ceiling only")
+    parser.add_argument("--no-pgqueuer", action="store_true", help="skip the pgqueuer target")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results file")
+    args = parser.parse_args(argv)
+    if min(args.messages, args.concurrency, args.runs) < 1 or args.rate <= 0:
+        parser.error("--messages, --concurrency, --runs and --rate must be positive")
+    try:
+        return asyncio.run(amain(args))
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
