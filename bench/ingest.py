@@ -159,6 +159,17 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
+def seed_demo_partners(database_url: str, workdir: Path) -> None:
+    """Loopback partners and rules (`commcentre demo`), so the example message routes."""
+    env = os.environ | {
+        "COMMCENTRE_DATABASE_URL": database_url,
+        "COMMCENTRE_KEYRING_PATH": str(workdir / "keyring.json"),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "commcentre", "demo"], env=env, check=True, capture_output=True
+    )
+
+
 def lua_script(body: bytes, api_key: str) -> str:
     """A wrk script: POST the body as JSON with a bearer key."""
     text = body.decode()
@@ -466,6 +477,9 @@ def measure(
             "COMMCENTRE_DATABASE_URL": target.database_url,
             "COMMCENTRE_KEYRING_PATH": str(workdir / "keyring.json"),
             "COMMCENTRE_BOOTSTRAP_ADMIN_KEY": api_key,
+            # Ingest alone, as `serve --no-worker` runs it in the scaled shape: the
+            # deliveries wait in the outbox (bench/dispatch.py measures dispatching).
+            "COMMCENTRE_DISPATCHER_ENABLED": "false",
         }
     log = workdir / f"{target.name}-server.log"
     with serve(target.factory, env, log) as (port, pid):
@@ -713,6 +727,7 @@ def main(argv: list[str] | None = None) -> int:
 
             sqlite_url = f"sqlite+aiosqlite:///{workdir / 'ingest.db'}"
             upgrade(sqlite_url)
+            seed_demo_partners(sqlite_url, workdir)
             targets["sqlite"] = measure(Target("sqlite", "commcentre_app", sqlite_url), **common)
 
             if args.no_postgres:
@@ -724,6 +739,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 postgres_version = asyncio.run(_pg_prepare())
                 upgrade(PG_URL)
+                seed_demo_partners(PG_URL, workdir)
                 targets["postgres"] = measure(
                     Target("postgres", "commcentre_app", PG_URL), **common
                 )
