@@ -34,7 +34,7 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -45,6 +45,7 @@ from commcentre.clock import utcnow
 from commcentre.config import Settings
 from commcentre.delivery.breaker import BreakerState, CircuitBreakers
 from commcentre.delivery.dispatcher import Dispatcher, DispatcherSettings
+from commcentre.delivery.models import Delivery
 from commcentre.delivery.retry import RetryPolicy
 from commcentre.migrate import upgrade
 from commcentre.runtime import Runtime
@@ -646,3 +647,33 @@ async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+async def test_a_delivery_whose_workers_keep_dying_becomes_a_dead_letter(
+    settings: Settings, dispatch_url: str
+) -> None:
+    async with gateway(settings, dispatch_url, breakers=CircuitBreakers()) as gw:
+        partner = await gw.partner()
+        await gw.dispatcher.stop()
+        accepted = await gw.submit(partner)
+        delivery_id = uuid.UUID(accepted["deliveries"][0]["id"])
+        # A worker died holding it, and earlier ones did too: one lost attempt short of
+        # the policy's limit. Reclaiming it counts that attempt and gives up.
+        async with gw.runtime.db.write_sessions() as session, session.begin():
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id)
+                .values(
+                    status="in_flight",
+                    lease_owner="worker-that-died",
+                    lease_expires_at=utcnow() - timedelta(seconds=1),
+                    attempts=FAST.max_attempts - 1,
+                )
+            )
+        await gw.dispatcher.start()
+        await gw.drain()
+        delivery = await gw.only_delivery(accepted["id"])
+        assert (delivery["status"], delivery["attempts"]) == ("dead", FAST.max_attempts)
+        assert "workers were lost" in delivery["last_error"]
+        loopback = gw.runtime.adapters.get("loopback")
+        assert loopback.received(partner) == []  # type: ignore[attr-defined]

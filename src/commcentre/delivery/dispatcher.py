@@ -136,6 +136,7 @@ class Dispatcher:
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
+        self._stopping = False
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._stop_requested = asyncio.Event()
@@ -258,6 +259,10 @@ class Dispatcher:
         self, claim: ClaimedDelivery, message: Message | None, partner: Partner | None
     ) -> _Job | None:
         attempt = claim.attempts + 1
+        if claim.attempts >= self._policy.max_attempts:
+            # Only lost attempts (workers that died holding it) bring it here.
+            self._record_dead(claim, claim.attempts, "attempts exhausted: workers were lost")
+            return None
         if message is None or partner is None:
             self._record_dead(claim, attempt, "message or partner no longer exists")
             return None

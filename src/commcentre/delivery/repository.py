@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.db import WriteSession
@@ -97,6 +97,11 @@ async def claim_due(
         update(Delivery)
         .where(Delivery.id.in_(candidates.scalar_subquery()))
         .values(
+            # A row still in flight was leased by a worker that died mid-attempt: that
+            # attempt counts, so a message that kills every worker still ends as a
+            # dead letter instead of being retried forever.
+            attempts=Delivery.attempts
+            + case((Delivery.status == DeliveryStatus.IN_FLIGHT.value, 1), else_=0),
             status=DeliveryStatus.IN_FLIGHT.value,
             lease_owner=owner,
             lease_expires_at=now + lease,
