@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from commcentre.db import Database, SyncWriteSession
 from commcentre.idempotency import repository as idempotency_repository
 from commcentre.idempotency.models import IdempotencyRecord
+from commcentre.migrate import upgrade
 
 # Values that a careless conversion would change: microseconds, a non-UTC
 # offset, NUL and high bytes, non-ASCII and nested JSON.
@@ -60,6 +61,29 @@ async def count_keys(db: Database, *keys: str) -> int:
             .where(IdempotencyRecord.key.in_(keys))
         )
     return int(found or 0)
+
+
+@pytest.fixture(scope="module")
+def private_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """SQLite: a store of this module's own.
+
+    A sync write transaction blocks the loop it is called on (that is why only the
+    ingest writer's own thread uses it). Here the tests call it on the suite's loop,
+    where the session app's dispatcher may hold SQLite's write lock while it waits for
+    that very loop: on the shared store, that is a deadlock until the busy timeout.
+    """
+    if not database_url.startswith("sqlite"):
+        return database_url
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('write-sessions') / 'w.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+async def db(private_url: str) -> AsyncIterator[Database]:
+    database = Database(private_url)
+    yield database
+    await database.dispose()
 
 
 @pytest.fixture
