@@ -23,10 +23,11 @@ addressed to --partners partners, i.e. that many outbox rows, when this tree's
 prepare_outbound takes destinations), then
 `concurrency` tasks submit them, each waiting for its commit before the next,
 like HTTP requests would. Reported: msg/s, batches written, messages per batch,
-the time the writer spent inside each batch's transaction (mean, p50, p99) and
-the submit-to-commit latency per message (p50, p99). The median of --runs runs
-by msg/s is kept. After the runs, every submitted message must be stored and the
-audit chain must verify.
+the time the writer spent inside each batch's transaction (mean, p50, p99), the
+submit-to-commit latency per message (p50, p99), and the submitting loop's lag
+(how late a 1 ms timer fires there: what the writer thread costs a request loop).
+The median of --runs runs by msg/s is kept. After the runs, every submitted
+message must be stored and the audit chain must verify.
 
 --busy-loop-ms MS measures every level a second time while the submitting loop
 runs pure Python in MS-long slices (yielding in between), as a saturated
@@ -141,8 +142,22 @@ async def keep_busy(stop: asyncio.Event, slice_seconds: float) -> None:
         await asyncio.sleep(0)
 
 
+async def probe_lag(stop: asyncio.Event, lags: list[float]) -> None:
+    """How late a 1 ms timer fires on this loop: a request loop's stall, e.g. waiting
+    for the GIL while the writer thread holds it."""
+    while not stop.is_set():
+        started = time.perf_counter()
+        await asyncio.sleep(0.001)
+        lags.append(time.perf_counter() - started - 0.001)
+
+
 async def submit_all(
-    writer: IngestWriter, pending: list[PendingMessage], concurrency: int, *, busy_ms: float = 0
+    writer: IngestWriter,
+    pending: list[PendingMessage],
+    concurrency: int,
+    *,
+    busy_ms: float = 0,
+    lags: list[float] | None = None,
 ) -> list[float]:
     """Submit with `concurrency` sequential submitters; per-message latencies (s)."""
     latencies: list[float] = []
@@ -157,13 +172,14 @@ async def submit_all(
                 raise RuntimeError(f"message refused: {outcome.status_code}")
 
     stop = asyncio.Event()
-    burner = asyncio.create_task(keep_busy(stop, busy_ms / 1000)) if busy_ms > 0 else None
+    helpers = [asyncio.create_task(probe_lag(stop, lags if lags is not None else []))]
+    if busy_ms > 0:
+        helpers.append(asyncio.create_task(keep_busy(stop, busy_ms / 1000)))
     try:
         await asyncio.gather(*(submitter() for _ in range(concurrency)))
     finally:
         stop.set()
-        if burner is not None:
-            await burner
+        await asyncio.gather(*helpers)
     return latencies
 
 
@@ -248,7 +264,8 @@ async def measure_level(
     if profile:
         timed.profiler = cProfile.Profile()
     started = time.perf_counter()
-    latencies = await submit_all(writer, pending, concurrency, busy_ms=busy_ms)
+    lags: list[float] = []
+    latencies = await submit_all(writer, pending, concurrency, busy_ms=busy_ms, lags=lags)
     elapsed = time.perf_counter() - started
     if profile:
         timed.last_profiler = timed.profiler
@@ -268,6 +285,8 @@ async def measure_level(
         "batch_ms_p99": round(percentile(batch_ms, 0.99), 3),
         "latency_ms_p50": round(percentile(latencies, 0.5) * 1000, 3),
         "latency_ms_p99": round(percentile(latencies, 0.99) * 1000, 3),
+        "loop_lag_ms_p50": round(percentile(lags, 0.5) * 1000, 3),
+        "loop_lag_ms_p99": round(percentile(lags, 0.99) * 1000, 3),
     }
 
 
@@ -278,7 +297,7 @@ def _show(store: str, level: dict[str, Any]) -> None:
         f"{level['batches']:6,} batches  {level['messages_per_batch']:6.1f} msg/batch  "
         f"batch {level['batch_ms_mean']:7.2f} ms (p50 {level['batch_ms_p50']:.2f}, "
         f"p99 {level['batch_ms_p99']:.2f})  latency p50 {level['latency_ms_p50']:.2f} ms "
-        f"p99 {level['latency_ms_p99']:.2f} ms",
+        f"p99 {level['latency_ms_p99']:.2f} ms  loop lag p99 {level['loop_lag_ms_p99']:.2f} ms",
         flush=True,
     )
 

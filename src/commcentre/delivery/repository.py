@@ -56,8 +56,7 @@ async def insert_deliveries(session: WriteSession, rows: Sequence[dict[str, Any]
     if not rows:
         return
     await session.execute(_deliveries.insert(), list(rows))
-    bind = getattr(session, "bind", None)
-    if bind is not None and bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
 
 
@@ -448,8 +447,7 @@ async def redrive_dead(
             )
             .values(status="accepted")
         )
-    bind = getattr(session, "bind", None)
-    if bind is not None and bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
     return sorted((row[0], row[2]) for row in rows)
 

@@ -5,7 +5,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, insert, or_, select
+from sqlalchemy import Table, bindparam, insert, select, tuple_
 
 from commcentre.db import WriteSession
 from commcentre.idempotency.models import IdempotencyRecord
@@ -25,15 +25,23 @@ async def find_many(
     found: dict[ClientKey, IdempotencyRecord] = {}
     for start in range(0, len(wanted), 200):
         chunk = wanted[start : start + 200]
-        condition = or_(
-            *(and_(IdempotencyRecord.client_id == c, IdempotencyRecord.key == k) for c, k in chunk)
-        )
-        result = await session.execute(
-            select(IdempotencyRecord).where(condition, IdempotencyRecord.expires_at > now)
-        )
+        result = await session.execute(_FIND, {"pairs": chunk, "now": now})
         for record in result.scalars():
             found[(record.client_id, record.key)] = record
     return found
+
+
+_PAIR = tuple_(_records.c.client_id, _records.c.key)
+_FIND = select(IdempotencyRecord).where(
+    tuple_(IdempotencyRecord.client_id, IdempotencyRecord.key).in_(
+        bindparam("pairs", expanding=True)
+    ),
+    IdempotencyRecord.expires_at > bindparam("now"),
+)
+_DELETE_KEYS = _records.delete().where(
+    _records.c.expires_at <= bindparam("now"),
+    _PAIR.in_(bindparam("pairs", expanding=True)),
+)
 
 
 async def insert_many(session: WriteSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -45,16 +53,9 @@ async def delete_expired(
     session: WriteSession, *, now: datetime, keys: Iterable[ClientKey] = ()
 ) -> int:
     """Remove expired records (all of them, or only these keys)."""
-    stmt = delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now)
     wanted = list(keys)
     if wanted:
-        stmt = stmt.where(
-            or_(
-                *(
-                    and_(IdempotencyRecord.client_id == c, IdempotencyRecord.key == k)
-                    for c, k in wanted
-                )
-            )
-        )
-    result = await session.execute(stmt)
+        result = await session.execute(_DELETE_KEYS, {"now": now, "pairs": wanted})
+    else:
+        result = await session.execute(_records.delete().where(_records.c.expires_at <= now))
     return int(getattr(result, "rowcount", 0) or 0)
