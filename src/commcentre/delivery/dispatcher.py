@@ -514,7 +514,7 @@ class Dispatcher:
 
     async def _has_open_work(self) -> bool:
         async with self._db.read_sessions() as session:
-            return await repository.has_open_work(session, now=self._clock())
+            return await repository.has_open_work(session)
 
     async def _listen(self) -> None:
         """PostgreSQL: wake on NOTIFY from any process's ingest; the poll stays as a fallback."""

@@ -288,7 +288,7 @@ async def attempts_for(
     return result.scalars().all()
 
 
-async def has_open_work(session: AsyncSession, *, now: datetime) -> bool:
+async def has_open_work(session: AsyncSession) -> bool:
     """Is any delivery to an enabled partner still open: pending, retrying or in flight?
 
     A retry scheduled for later is open work too: a drain that ignored it would
