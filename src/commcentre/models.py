@@ -5,9 +5,11 @@ from commcentre.auth.models import ApiClient
 from commcentre.db import Base
 from commcentre.delivery.models import Delivery, DeliveryAttempt
 from commcentre.idempotency.models import IdempotencyRecord
+from commcentre.inbound.models import InboxEntry
 from commcentre.messages.models import Message, MessageIdentifier
 from commcentre.partners.models import Partner
 from commcentre.routing.models import RoutingRule, RoutingState
+from commcentre.subscriptions.models import Subscription
 
 metadata = Base.metadata
 
@@ -18,10 +20,12 @@ __all__ = [
     "Delivery",
     "DeliveryAttempt",
     "IdempotencyRecord",
+    "InboxEntry",
     "Message",
     "MessageIdentifier",
     "Partner",
     "RoutingRule",
     "RoutingState",
+    "Subscription",
     "metadata",
 ]

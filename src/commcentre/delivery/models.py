@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Uuid
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from commcentre.db import Base, UTCDateTime
@@ -26,8 +26,12 @@ class Delivery(Base):
     message_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("messages.id", ondelete="CASCADE"), index=True
     )
-    partner_id: Mapped[str] = mapped_column(
+    # Exactly one destination: a partner (outbound, forwarded) or an internal subscriber.
+    partner_id: Mapped[str | None] = mapped_column(
         String(63), ForeignKey("partners.id", ondelete="RESTRICT"), index=True
+    )
+    subscription_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("subscriptions.id", ondelete="RESTRICT"), index=True
     )
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer)
@@ -43,7 +47,12 @@ class Delivery(Base):
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(String(500))
 
-    __table_args__ = (Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        CheckConstraint(
+            "(partner_id IS NULL) <> (subscription_id IS NULL)", name="one_destination"
+        ),
+    )
 
 
 class DeliveryAttempt(Base):

@@ -262,7 +262,13 @@ class IngestWriter:
                         )
                     )
             if fresh:
-                await repository.insert_messages(session, [p.message_row for p in fresh])
+                # The audit entries first: their seqs, handed out under the chain head's
+                # lock, number the messages in commit order (see Message.seq).
+                seqs = await append(session, [p.audit for p in fresh], now=now)
+                await repository.insert_messages(
+                    session,
+                    [{**p.message_row, "seq": seq} for p, seq in zip(fresh, seqs, strict=True)],
+                )
                 await repository.insert_identifiers(
                     session, [row for p in fresh for row in p.identifier_rows]
                 )
@@ -285,7 +291,6 @@ class IngestWriter:
                         if p.idempotency_key
                     ],
                 )
-                await append(session, [p.audit for p in fresh], now=now)
         # Committed: only now may anyone hear "accepted".
         self.batches_written += 1
         self.messages_written += len(fresh)

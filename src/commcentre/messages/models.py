@@ -3,7 +3,17 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, SmallInteger, String, Uuid
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Uuid,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from commcentre.db import Base, UTCDateTime
@@ -24,6 +34,22 @@ class Message(Base):
     subject_kinds: Mapped[int] = mapped_column(SmallInteger)
     status: Mapped[str] = mapped_column(String(24))
     in_reply_to: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # The thread: HMAC of the normalised case_ref (the case_ref itself is sealed). A reply
+    # without a case_ref joins the thread of the message it answers.
+    case_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32), index=True)
+    # Inbound: the partner that sent it and the partner's own id of it.
+    source_partner_id: Mapped[str | None] = mapped_column(
+        String(63), ForeignKey("partners.id", ondelete="RESTRICT")
+    )
+    partner_ref: Mapped[str | None] = mapped_column(String(200))
+    # A forwarded copy names the received message it was made from.
+    forwarded_from: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("messages.id", ondelete="SET NULL")
+    )
+    # The seq of the message's collection entry in the audit log. Audit appends hold the
+    # chain head's lock until commit, so `seq` order is commit order: a reader paging by
+    # seq never skips a message that commits after it read (the pull feed relies on it).
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
     client_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("api_clients.id", ondelete="RESTRICT")
     )
@@ -37,6 +63,7 @@ class Message(Base):
     __table_args__ = (
         Index("ix_messages_client_id_id", "client_id", "id"),
         Index("ix_messages_direction_id", "direction", "id"),
+        Index("ix_messages_direction_seq", "direction", "seq"),
     )
 
 

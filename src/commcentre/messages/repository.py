@@ -71,6 +71,12 @@ async def insert_identifiers(session: WriteSession, rows: Sequence[dict[str, Any
         await session.execute(insert(_identifiers), list(rows))
 
 
+async def case_digest_of(session: AsyncSession, message_id: uuid.UUID) -> bytes | None:
+    """The thread (case_ref digest) of a stored message; None when unknown or unthreaded."""
+    result = await session.execute(select(Message.case_digest).where(Message.id == message_id))
+    return result.scalar_one_or_none()
+
+
 async def get_visible(
     session: AsyncSession, message_id: uuid.UUID, visibility: Visibility
 ) -> Message | None:

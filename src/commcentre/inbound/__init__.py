@@ -1,0 +1,1 @@
+"""Partner webhooks in: signature check, inbox deduplication, decoding, storage."""

@@ -1,0 +1,1 @@
+"""Internal subscribers: police systems that receive inbound messages by webhook."""
