@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: install run test test-pg faults faults-pg lint format typecheck openapi bench clean
+.PHONY: install run test test-pg faults faults-pg scale-demo lint format typecheck openapi bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -45,6 +45,11 @@ faults: install
 
 faults-pg: install
 	COMMCENTRE_TEST_DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest tests/faults -s -p no:cacheprovider
+
+## The scaled-out shape of docker-compose.yml without Docker: two API processes and two
+## workers against the local PostgreSQL; prints what each delivered.
+scale-demo: install
+	COMMCENTRE_TEST_DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest tests/faults/test_scaled_shape.py -s -p no:cacheprovider
 
 lint: install
 	$(VENV)/bin/ruff check .

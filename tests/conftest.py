@@ -10,7 +10,9 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -74,7 +76,13 @@ def keyring_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str, keyring_path: Path) -> Settings:
-    return Settings(database_url=database_url, keyring_path=keyring_path, ingest_batch_wait_ms=0.5)
+    return Settings(
+        database_url=database_url,
+        keyring_path=keyring_path,
+        ingest_batch_wait_ms=0.5,
+        # Subscribers' callbacks in tests are servers on 127.0.0.1.
+        subscriber_networks=[IPv4Network("127.0.0.1/32")],
+    )
 
 
 @pytest.fixture(scope="session")
@@ -174,3 +182,23 @@ def _no_leftover_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("COMMCENTRE_") and name != PG_ENV:
             monkeypatch.delenv(name)
+
+
+async def wait_delivered(
+    http: httpx.AsyncClient, headers: dict[str, str], message_id: str, *, within: float = 10.0
+) -> list[dict[str, Any]]:
+    """Poll until every delivery of the message is delivered; its deliveries.
+
+    Tests on the shared session app wait for their own message rather than for the
+    dispatcher to drain: other tests leave deliveries that keep retrying on purpose.
+    """
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        response = await http.get(f"/v1/messages/{message_id}/deliveries", headers=headers)
+        assert response.status_code == 200, response.text
+        deliveries: list[dict[str, Any]] = response.json()["deliveries"]
+        if deliveries and all(d["status"] == "delivered" for d in deliveries):
+            return deliveries
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"message {message_id} not delivered: {deliveries}")
+        await asyncio.sleep(0.02)

@@ -19,6 +19,7 @@ from commcentre.auth.service import ensure_bootstrap_admin
 from commcentre.bootstrap import (
     build_adapters,
     build_dispatcher,
+    build_housekeeper,
     build_http_client,
     build_vault,
     open_keyring,
@@ -32,15 +33,20 @@ from commcentre.delivery.router import router as deliveries_router
 from commcentre.errors import Problem, install_error_handlers
 from commcentre.health import router as health_router
 from commcentre.idempotency.service import IdempotentRunner
+from commcentre.inbound.router import router as inbound_router
 from commcentre.messages.identifiers import LookupRequest
 from commcentre.messages.ingest import IngestWriter
 from commcentre.messages.router import router as messages_router
 from commcentre.messages.schemas import MessageIn
-from commcentre.middleware import BodySizeLimit
+from commcentre.metrics import Metrics
+from commcentre.metrics.router import router as metrics_router
+from commcentre.middleware import BodySizeLimit, RequestContext
 from commcentre.partners.router import router as partners_router
+from commcentre.requests.router import router as requests_router
 from commcentre.routing.directory import RoutingDirectory
 from commcentre.routing.router import router as routing_router
 from commcentre.runtime import Runtime
+from commcentre.subscriptions.router import router as subscriptions_router
 
 log = structlog.get_logger(__name__)
 
@@ -68,12 +74,15 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        metrics = Metrics()
         provider = keys if keys is not None else open_keyring(settings)
         vault = build_vault(settings, provider)
         http = build_http_client(settings)
         adapters = build_adapters(settings, http, resolver or system_resolver)
         dispatcher = (
-            build_dispatcher(settings, db, vault, adapters, clock=clock, policy=retry_policy)
+            build_dispatcher(
+                settings, db, vault, adapters, clock=clock, policy=retry_policy, metrics=metrics
+            )
             if settings.dispatcher_enabled
             else None
         )
@@ -84,6 +93,10 @@ def create_app(
             batch_wait=settings.ingest_batch_wait_ms / 1000,
             idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
             on_committed=(lambda _count: dispatcher.wake()) if dispatcher else None,
+            metrics=metrics,
+        )
+        housekeeper = (
+            build_housekeeper(settings, db, clock=clock) if dispatcher is not None else None
         )
         authenticator = Authenticator(db, ttl=settings.auth_cache_seconds)
         if settings.bootstrap_admin_key is not None:
@@ -91,6 +104,8 @@ def create_app(
         await ingest.start()
         if dispatcher is not None:
             await dispatcher.start()
+        if housekeeper is not None:
+            await housekeeper.start()
         app.state.runtime = Runtime(
             settings=settings,
             db=db,
@@ -105,6 +120,8 @@ def create_app(
             routing=RoutingDirectory(db),
             dispatcher=dispatcher,
             clock=clock,
+            metrics=metrics,
+            housekeeper=housekeeper,
         )
         app.state.db = db
         app.state.authenticator = authenticator
@@ -112,6 +129,8 @@ def create_app(
             yield
         finally:
             await ingest.stop()
+            if housekeeper is not None:
+                await housekeeper.stop()
             if dispatcher is not None:
                 await dispatcher.stop()
             await http.aclose()
@@ -128,9 +147,14 @@ def create_app(
     app.include_router(partners_router)
     app.include_router(deliveries_router)
     app.include_router(routing_router)
+    app.include_router(subscriptions_router)
+    app.include_router(requests_router)
     app.include_router(audit_router)
+    app.include_router(inbound_router)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext)  # outermost: every line of a request carries its id
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -1,6 +1,6 @@
 """Building the long-lived parts of a process, shared by the API and the worker."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import structlog
@@ -13,7 +13,11 @@ from commcentre.crypto import BlindIndex, Envelope, FileKeyring, KeyProvider
 from commcentre.db import Database
 from commcentre.delivery.dispatcher import Dispatcher, DispatcherSettings
 from commcentre.delivery.retry import RetryPolicy
+from commcentre.housekeeping import Housekeeper, PeriodicJob
 from commcentre.messages.service import MessageVault
+from commcentre.metrics import Metrics
+from commcentre.requests.automation import escalate_overdue
+from commcentre.retention.service import purge_expired
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +68,9 @@ def build_vault(settings: Settings, keys: KeyProvider) -> MessageVault:
         envelope=Envelope(keys),
         blind_index=BlindIndex(keys.blind_index_key()),
         retention=timedelta(days=settings.default_retention_days),
+        retention_by_basis={
+            basis: timedelta(days=days) for basis, days in settings.retention_days.items()
+        },
     )
 
 
@@ -83,15 +90,36 @@ def build_dispatcher(
     *,
     clock: Clock,
     policy: RetryPolicy | None = None,
+    metrics: Metrics | None = None,
 ) -> Dispatcher:
     return Dispatcher(
         db,
         vault=vault,
         adapters=adapters,
         clock=clock,
+        metrics=metrics,
         policy=policy or policy_from(settings),
         settings=DispatcherSettings(
             concurrency=settings.dispatcher_concurrency,
             lease=timedelta(seconds=settings.dispatcher_lease_seconds),
+            subscriber_networks=tuple(settings.subscriber_networks),
         ),
+    )
+
+
+def build_housekeeper(settings: Settings, db: Database, *, clock: Clock) -> Housekeeper:
+    """The periodic jobs of a dispatcher process."""
+
+    async def retention(now: datetime) -> int:
+        return (await purge_expired(db, now=now)).erased
+
+    async def escalation(now: datetime) -> int:
+        return len(await escalate_overdue(db, now=now))
+
+    return Housekeeper(
+        [
+            PeriodicJob("retention", settings.retention_interval_seconds, retention),
+            PeriodicJob("escalation", settings.escalation_interval_seconds, escalation),
+        ],
+        clock=clock,
     )

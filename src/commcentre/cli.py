@@ -210,68 +210,79 @@ def keys_rotate() -> None:
     )
 
 
+@keys_app.command("exchange-rotate")
+def keys_exchange_rotate() -> None:
+    """Add a new exchange key (for inbound JWEs) and make it current; older ones still decrypt."""
+    from commcentre.crypto import FileKeyring
+
+    with _keyring_errors():
+        kid = FileKeyring.load(Settings().keyring_path).exchange_rotate()
+    typer.echo(
+        f"exchange key {kid} is current; give partners the new `commcentre keys public` output"
+    )
+
+
+@keys_app.command("public")
+def keys_public() -> None:
+    """Print our public exchange keys as a JWK Set, for partners (no private member)."""
+    from commcentre.crypto import FileKeyring
+
+    with _keyring_errors():
+        jwks = FileKeyring.load(Settings().keyring_path).exchange_public_jwks()
+    if not jwks["keys"]:
+        raise _fail("the keyring has no exchange key; run `commcentre keys exchange-rotate`")
+    typer.echo(json.dumps(jwks, indent=2))
+
+
 @keys_app.command("status")
 def keys_status() -> None:
-    """KEK versions and how many messages and partner configs each protects."""
+    """KEK versions and how many sealed records (messages, partner configs, ...) each protects."""
     from commcentre.crypto import FileKeyring
-    from commcentre.db import Database
-    from commcentre.messages import repository
-    from commcentre.partners import repository as partner_repository
 
     settings = Settings()
     with _keyring_errors():
         keyring = FileKeyring.load(settings.keyring_path)
-
-    async def counts() -> tuple[dict[int, int], dict[int, int]]:
-        db = Database(settings.database_url)
-        try:
-            async with db.read_sessions() as session:
-                return (
-                    await repository.count_by_key_version(session),
-                    await partner_repository.count_by_key_version(session),
-                )
-        finally:
-            await db.dispose()
-
-    messages, partners = _run(counts)
+    counts = _run(lambda: _sealed_counts(settings))
+    messages = counts.pop("messages")
     typer.echo(f"keyring: {settings.keyring_path}{' (development)' if keyring.is_dev else ''}")
     for info in keyring.describe():
         marker = "*" if info.current else " "
         count = messages.get(info.version, 0)
         typer.echo(f"{marker} v{info.version}  created {info.created_at}  messages {count}")
-        if partners.get(info.version):
-            typer.echo(f"        partner configs {partners[info.version]}")
+        for label, per_version in counts.items():
+            if per_version.get(info.version):
+                typer.echo(f"        {label} {per_version[info.version]}")
     known = {info.version for info in keyring.describe()}
-    for version in sorted((set(messages) | set(partners)) - known):
-        typer.echo(
-            f"! v{version}  NOT IN KEYRING  messages {messages.get(version, 0)}"
-            f"  partner configs {partners.get(version, 0)}"
+    used = set(messages).union(*(set(v) for v in counts.values()))
+    for version in sorted(used - known):
+        others = "".join(
+            f"  {label} {per_version.get(version, 0)}" for label, per_version in counts.items()
         )
+        typer.echo(f"! v{version}  NOT IN KEYRING  messages {messages.get(version, 0)}{others}")
+
+
+async def _sealed_counts(settings: Settings) -> dict[str, dict[int, int]]:
+    from commcentre.db import Database
+    from commcentre.sealed import count_by_key_version
+
+    db = Database(settings.database_url)
+    try:
+        async with db.read_sessions() as session:
+            return await count_by_key_version(session)
+    finally:
+        await db.dispose()
 
 
 @keys_app.command("retire")
 def keys_retire(version: int) -> None:
-    """Delete an old KEK; refused while any message or partner config still uses it."""
+    """Delete an old KEK; refused while any sealed record still uses it."""
     from commcentre.crypto import FileKeyring
-    from commcentre.db import Database
-    from commcentre.messages import repository
-    from commcentre.partners import repository as partner_repository
+    from commcentre.sealed import users_of
 
     settings = Settings()
     with _keyring_errors():
         keyring = FileKeyring.load(settings.keyring_path)
-
-    async def in_use() -> int:
-        db = Database(settings.database_url)
-        try:
-            async with db.read_sessions() as session:
-                messages = await repository.count_by_key_version(session)
-                partners = await partner_repository.count_by_key_version(session)
-        finally:
-            await db.dispose()
-        return messages.get(version, 0) + partners.get(version, 0)
-
-    users = _run(in_use)
+    users = users_of(_run(lambda: _sealed_counts(settings)), version)
     if users:
         raise _fail(
             f"KEK version {version} still protects {users} records; run `keys rewrap` first"
@@ -285,13 +296,12 @@ def keys_retire(version: int) -> None:
 def keys_rewrap(
     batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 500,
 ) -> None:
-    """Rewrap every message's and partner's data key under the current KEK (resumable)."""
+    """Rewrap every sealed record's data key under the current KEK (resumable)."""
     from commcentre.audit.service import AuditAction, AuditRecord, append
     from commcentre.clock import utcnow
     from commcentre.crypto import CryptoError, Envelope, FileKeyring
     from commcentre.db import Database
-    from commcentre.messages.rewrap import rewrap_batch
-    from commcentre.partners.service import rewrap_partners
+    from commcentre.sealed import MESSAGES, SEALED_TABLES, SealedTable, rewrap_batch
 
     settings = Settings()
     with _keyring_errors():
@@ -299,44 +309,17 @@ def keys_rewrap(
     envelope = Envelope(keyring)
     total = 0
 
-    async def rewrap() -> None:
-        nonlocal total
-        db = Database(settings.database_url)
-        try:
-            while True:
-                # One version per batch, for the rows and the audit entry alike (the
-                # keyring follows a rotation made meanwhile by another process).
-                target = keyring.current_version
-                async with db.write_sessions() as session, session.begin():
-                    batch = await rewrap_batch(
-                        session, envelope, target_version=target, limit=batch_size
-                    )
-                    if batch.rewrapped:
-                        now = utcnow()
-                        await append(
-                            session,
-                            [
-                                AuditRecord(
-                                    action=AuditAction.ALTERATION,
-                                    event="keys.rewrapped",
-                                    actor=_actor(),
-                                    subject_type="keyring",
-                                    details={"messages": batch.rewrapped, "to_version": target},
-                                    occurred_at=now,
-                                )
-                            ],
-                            now=now,
-                        )
-                total += batch.rewrapped
-                if batch.examined:
-                    typer.echo(f"rewrapped {total} so far")
-                if batch.examined < batch_size:
-                    break
-            # Partner configs are sealed the same way; there are few, so one transaction.
+    async def rewrap_table(db: Database, sealed: SealedTable) -> int:
+        done = 0
+        while True:
+            # One version per batch, for the rows and the audit entry alike (the
+            # keyring follows a rotation made meanwhile by another process).
             target = keyring.current_version
             async with db.write_sessions() as session, session.begin():
-                partners = await rewrap_partners(session, envelope, target_version=target)
-                if partners:
+                batch = await rewrap_batch(
+                    session, envelope, sealed, target_version=target, limit=batch_size
+                )
+                if batch.rewrapped:
                     now = utcnow()
                     await append(
                         session,
@@ -346,13 +329,26 @@ def keys_rewrap(
                                 event="keys.rewrapped",
                                 actor=_actor(),
                                 subject_type="keyring",
-                                details={"partners": partners, "to_version": target},
+                                details={sealed.audit_key: batch.rewrapped, "to_version": target},
                                 occurred_at=now,
                             )
                         ],
                         now=now,
                     )
-            typer.echo(f"rewrapped {partners} partner configs")
+            done += batch.rewrapped
+            if sealed is MESSAGES and batch.examined:
+                typer.echo(f"rewrapped {done} so far")
+            if batch.examined < batch_size:
+                return done
+
+    async def rewrap() -> None:
+        nonlocal total
+        db = Database(settings.database_url)
+        try:
+            total = await rewrap_table(db, MESSAGES)
+            for sealed in SEALED_TABLES:
+                if sealed is not MESSAGES:
+                    typer.echo(f"rewrapped {await rewrap_table(db, sealed)} {sealed.label}")
         finally:
             await db.dispose()
 

@@ -1,9 +1,10 @@
 """Settings: one object, read from COMMCENTRE_* environment variables."""
 
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, PositiveInt, SecretStr, StringConstraints, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -44,6 +45,26 @@ class Settings(BaseSettings):
     default_retention_days: int = Field(
         365 * 3, ge=1, description="purge_after for a legal basis without its own period."
     )
+    retention_days: dict[Annotated[str, StringConstraints(max_length=64)], PositiveInt] = Field(
+        default_factory=dict,
+        description=(
+            "Retention per legal basis in days, as JSON, e.g. "
+            '`{"SIS_2018_1862_ART26": 1095, "DIR_2023_977": 730}`; other bases use '
+            "default_retention_days."
+        ),
+    )
+    escalation_interval_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="How often a worker looks for requests that became overdue.",
+    )
+    retention_interval_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="How often a worker looks for expired messages to crypto-shred.",
+    )
     dispatcher_enabled: bool = Field(
         True, description="Run the dispatcher inside `commcentre serve` (embedded shape)."
     )
@@ -65,8 +86,30 @@ class Settings(BaseSettings):
     delivery_max_age_hours: float = Field(
         48.0, gt=0, description="Age after which a failing delivery becomes a dead letter."
     )
+    subscriber_networks: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list,
+        description=(
+            "CIDR networks a subscription callback may resolve to besides public addresses "
+            "(internal police systems); `http://` is allowed only to these."
+        ),
+    )
+    inbound_tolerance_seconds: int = Field(
+        300,
+        ge=1,
+        le=3600,
+        description="How far a partner webhook's timestamp may be from our clock, either way.",
+    )
     host: str = Field("127.0.0.1", description="Address `commcentre serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `commcentre serve` binds.")
+    worker_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description=(
+            "When set, `commcentre worker` serves its Prometheus metrics on this port "
+            "(on `host`); the API serves its own at /metrics."
+        ),
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> "Settings":

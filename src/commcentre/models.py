@@ -8,6 +8,11 @@ from commcentre.idempotency.models import IdempotencyRecord
 from commcentre.inbound.models import InboxEntry
 from commcentre.messages.models import Message, MessageIdentifier
 from commcentre.partners.models import Partner
+from commcentre.requests.models import (
+    RequestHistoryEntry,
+    RequestMessageLink,
+    SupplementaryRequest,
+)
 from commcentre.routing.models import RoutingRule, RoutingState
 from commcentre.subscriptions.models import Subscription
 
@@ -24,8 +29,11 @@ __all__ = [
     "Message",
     "MessageIdentifier",
     "Partner",
+    "RequestHistoryEntry",
+    "RequestMessageLink",
     "RoutingRule",
     "RoutingState",
     "Subscription",
+    "SupplementaryRequest",
     "metadata",
 ]

@@ -12,9 +12,11 @@ from commcentre.config import Settings
 from commcentre.crypto import KeyProvider
 from commcentre.db import Database
 from commcentre.delivery.dispatcher import Dispatcher
+from commcentre.housekeeping import Housekeeper
 from commcentre.idempotency.service import IdempotentRunner
 from commcentre.messages.ingest import IngestWriter
 from commcentre.messages.service import MessageVault
+from commcentre.metrics import Metrics
 from commcentre.routing.directory import RoutingDirectory
 
 
@@ -31,6 +33,8 @@ class Runtime:
     routing: RoutingDirectory
     dispatcher: Dispatcher | None
     clock: Clock
+    metrics: Metrics
+    housekeeper: Housekeeper | None
 
 
 async def get_runtime(request: Request) -> Runtime:

@@ -164,12 +164,14 @@ class Api:
     admin_key: str
 
 
-def start_api(children: Children, env: Mapping[str, str]) -> Api:
+def start_api(
+    children: Children, env: Mapping[str, str], *, name: str = "api", admin_key: str | None = None
+) -> Api:
     """`commcentre serve --no-worker` on a free port, with a bootstrap admin key."""
     port = free_port()
-    admin_key = "ck_" + secrets.token_urlsafe(32)
+    admin_key = admin_key or "ck_" + secrets.token_urlsafe(32)
     child = children.start(
-        "api",
+        name,
         ["serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)],
         {**env, "COMMCENTRE_BOOTSTRAP_ADMIN_KEY": admin_key},
     )

@@ -330,6 +330,9 @@ def test_key_rotation_rehearsal(cli: Cli) -> None:
         "rewrapped 14 so far",
         "rewrapped 20 so far",
         "rewrapped 2 partner configs",  # the two loopback partners, sealed under v1
+        "rewrapped 0 subscription secrets",
+        "rewrapped 0 request texts",
+        "rewrapped 0 request notes",
         "done: 20 messages now under KEK version 3",
     ]
     assert cli.status() == {1: (False, 0), 2: (False, 0), 3: (True, 20)}
@@ -342,6 +345,9 @@ def test_key_rotation_rehearsal(cli: Cli) -> None:
     # Nothing left to do: a second run changes nothing.
     assert cli.ok("keys", "rewrap").splitlines() == [
         "rewrapped 0 partner configs",
+        "rewrapped 0 subscription secrets",
+        "rewrapped 0 request texts",
+        "rewrapped 0 request notes",
         "done: 0 messages now under KEK version 3",
     ]
     assert sealed_rows(cli) == after

@@ -229,6 +229,7 @@ async def test_dead_letters_list_filters_and_pages(
         "id": early[0]["id"],
         "message_id": early[0]["message_id"],
         "partner": partner,
+        "subscription": None,
         "attempts": 1,
         "last_status_code": None,
         "last_error": PERMANENT_ERROR,

@@ -68,10 +68,17 @@ async def test_same_key_while_in_flight_is_409(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            # Warm the caches (key lookup, routing), so the first request is quick to queue.
+            warm = await http.post("/v1/messages", json=EXAMPLE_MESSAGE, headers=user.headers)
+            assert warm.status_code == 202
             first = asyncio.create_task(
                 http.post("/v1/messages", json=EXAMPLE_MESSAGE, headers=headers)
             )
-            await asyncio.sleep(0.05)
+            writer = app.state.runtime.ingest
+            for _ in range(200):  # until the writer holds it (it waits 300 ms for a batch)
+                if writer.in_flight:
+                    break
+                await asyncio.sleep(0.005)
             second = await http.post("/v1/messages", json=EXAMPLE_MESSAGE, headers=headers)
             assert second.status_code == 409
             assert (await first).status_code == 202

@@ -24,10 +24,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from commcentre.adapters.base import AdapterContext, DeliveryContext, OutboundMessage, PartnerView
+from commcentre.adapters.base import (
+    AdapterContext,
+    DeliveryContext,
+    InboundNotSupportedError,
+    OutboundMessage,
+    PartnerView,
+)
 from commcentre.adapters.europol import EuropolAdapter, EuropolConfig
 from commcentre.adapters.europol import format as europol
-from commcentre.adapters.formats import WireFormatError, json_path
+from commcentre.adapters.filedrop import FiledropConfig
+from commcentre.adapters.formats import ParsedInbound, WireFormatError, json_path
 from commcentre.adapters.http import HttpPushAdapter, HttpPushConfig
 from commcentre.adapters.interpol import InterpolAdapter, InterpolConfig
 from commcentre.adapters.interpol import format as interpol
@@ -601,6 +608,71 @@ async def test_adapter_pushes_what_to_wire_produces(name: str) -> None:
     assert request.headers["content-type"] == "application/json"
     assert request.headers["webhook-id"] == str(DELIVERY_ID)
     assert json.loads(request.content) == wire(name)
+
+
+# --- parse_inbound: each adapter reads back what it sends ---------------------------------
+
+# Adapter name -> how it sends a message (the body our adapter builds) and the adapter whose
+# parse_inbound reads it. The loopback partner pushes the webhook event.
+SENDERS: dict[str, tuple[HttpPushAdapter, BaseModel]] = {
+    "webhook": (WebhookAdapter(cast(AdapterContext, None)), _push_config()),
+    "loopback": (WebhookAdapter(cast(AdapterContext, None)), _push_config()),
+    **{
+        name: (adapter_class(cast(AdapterContext, None)), config)
+        for name, (adapter_class, config) in CONFIGS.items()
+    },
+}
+
+
+def _receiver(name: str) -> Any:
+    return _adapters()[name](cast(AdapterContext, None))
+
+
+def _sent_and_parsed(name: str, message: OutboundMessage) -> ParsedInbound:
+    sender, config = SENDERS[name]
+    partner = PartnerView("p", "Partner", "SE", config)
+    body = sender.build_body(message, partner, DeliveryContext(DELIVERY_ID, 1, ATTEMPTED_AT))
+    document = orjson.loads(orjson.dumps(body))  # as it crosses the wire
+    parsed: ParsedInbound = _receiver(name).parse_inbound(document, partner)
+    return parsed
+
+
+@pytest.mark.parametrize("name", SENDERS)
+def test_parse_inbound_reads_what_the_adapter_sends(name: str) -> None:
+    parsed = _sent_and_parsed(name, outbound())
+    assert parsed.message == outbound().content
+    assert parsed.partner_ref == str(MESSAGE_ID)
+
+
+@pytest.mark.parametrize("name", SENDERS)
+@settings(max_examples=40, deadline=None)
+@given(message=messages())
+def test_parse_inbound_round_trips_generated_messages(name: str, message: OutboundMessage) -> None:
+    parsed = _sent_and_parsed(name, message)
+    assert parsed.message.model_dump() == message.content.model_dump()
+    assert parsed.partner_ref == str(message.id)
+
+
+def test_webhook_events_are_rejected_at_their_paths_without_values() -> None:
+    event = webhook_example()
+    del event["data"]["legal_basis"]
+    del event["data"]["message_id"]
+    event["data"]["subjects"][0]["date_of_birth"] = CANARY
+    with pytest.raises(WireFormatError) as caught:
+        _receiver("webhook").parse_inbound(event, PartnerView("p", "P", None, _push_config()))
+    assert caught.value.path == "$.data.message_id"
+    assert CANARY not in str(caught.value)
+    with pytest.raises(WireFormatError) as caught:
+        _receiver("webhook").parse_inbound(
+            {"data": []}, PartnerView("p", "P", None, _push_config())
+        )
+    assert {p.path for p in caught.value.problems} >= {"$.type", "$.data"}
+
+
+def test_filedrop_partners_do_not_push() -> None:
+    config = FiledropConfig(directory="/srv/drop")
+    with pytest.raises(InboundNotSupportedError):
+        _receiver("filedrop").parse_inbound(webhook_example(), PartnerView("p", "P", None, config))
 
 
 # --- docs -----------------------------------------------------------------------------

@@ -9,12 +9,14 @@ DeliveryError
  │    └── PartnerGoneError          the partner said 410 Gone: it is disabled
  └── RetryableDeliveryError         retried with backoff (retry_after honoured)
 AdapterConfigError                  a partner's adapter config is invalid (422)
+InboundNotSupportedError            the adapter's partners do not push messages to us
 
 Adapters are found through the entry-point group `commcentre.adapters`; each
 entry point names a class implementing `Adapter`, built once per process with
 an `AdapterContext`.
 """
 
+import ipaddress
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from typing import Any, ClassVar, Protocol
 import httpx
 from pydantic import BaseModel, SecretStr
 
+from commcentre.adapters.formats import ParsedInbound
 from commcentre.messages.schemas import MessageIn
 
 ENTRY_POINT_GROUP = "commcentre.adapters"
@@ -63,6 +66,10 @@ class AdapterConfigError(Exception):
     """A partner's adapter configuration cannot be used; the message names the field."""
 
 
+class InboundNotSupportedError(Exception):
+    """`parse_inbound` of an adapter whose partners cannot push messages to us."""
+
+
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
     """The decrypted message an adapter delivers (it lives in memory only)."""
@@ -83,6 +90,8 @@ class PartnerView:
     signing_secrets: Sequence[SecretStr] = ()
     public_jwk: Mapping[str, Any] | None = None
     allow_loopback: bool = False
+    # Internal subscribers: private networks their callback may resolve to (netguard).
+    allow_networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +101,8 @@ class DeliveryContext:
     delivery_id: uuid.UUID
     attempt: int
     timestamp: datetime
+    # The event delivered (e.g. "message.inbound" to a subscriber); None: the adapter's own.
+    event_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +135,14 @@ class Adapter(Protocol):
         self, message: OutboundMessage, partner: PartnerView, delivery: DeliveryContext
     ) -> DeliveryReceipt:
         """Hand the message to the partner; raise a DeliveryError subclass on failure."""
+        ...
+
+    def parse_inbound(self, document: Mapping[str, Any], partner: PartnerView) -> ParsedInbound:
+        """Read a document the partner pushed into the canonical message.
+
+        Raises `WireFormatError` (JSON paths, never values) when it does not fit, and
+        `InboundNotSupportedError` when this adapter's partners cannot push to us.
+        """
         ...
 
 

@@ -268,7 +268,10 @@ class HttpPushAdapter(abc.ABC):
         msg_id, timestamp = str(delivery.delivery_id), math.floor(now.timestamp())
         signature = sign(msg_id, timestamp, body, partner.signing_secrets, config.signing_key())
         target = await resolve_pinned(
-            config.url, resolver=self._context.resolver, allow_loopback=partner.allow_loopback
+            config.url,
+            resolver=self._context.resolver,
+            allow_loopback=partner.allow_loopback,
+            allow_networks=partner.allow_networks,
         )
         headers = {
             "host": target.host_header,

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from commcentre.adapters.base import PermanentDeliveryError, Resolver, RetryableDeliveryError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # RFC 6598 carrier-grade NAT space: Python's is_private misses it on 3.11.
 _SHARED = ipaddress.IPv4Network("100.64.0.0/10")
@@ -72,8 +73,20 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
-def refusal_reason(ip: IPAddress, *, allow_loopback: bool) -> str | None:
-    """Why `ip` must not be contacted, or None when it is acceptable."""
+def refusal_reason(
+    ip: IPAddress, *, allow_loopback: bool, allow_networks: Sequence[IPNetwork] = ()
+) -> str | None:
+    """Why `ip` must not be contacted, or None when it is acceptable.
+
+    `allow_networks` (internal subscribers) admits addresses inside those networks
+    even when private; an address embedded in another form is never admitted that way.
+    """
+    if ip.is_unspecified or ip.is_multicast:
+        return "unspecified address" if ip.is_unspecified else "multicast address"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+        return "scoped IPv6 address"
+    if in_networks(ip, allow_networks):
+        return None
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.scope_id:
             return "scoped IPv6 address"
@@ -96,6 +109,11 @@ def refusal_reason(ip: IPAddress, *, allow_loopback: bool) -> str | None:
         (not ip.is_global, "non-global address"),
     )
     return next((reason for refused, reason in checks if refused), None)
+
+
+def in_networks(ip: IPAddress, networks: Sequence[IPNetwork]) -> bool:
+    """Is `ip` inside one of `networks` (same IP version only)?"""
+    return any(ip.version == net.version and ip in net for net in networks)
 
 
 def _parse_ip(text: str) -> IPAddress | None:
@@ -129,8 +147,19 @@ def _literal_or_name(host: str) -> IPAddress | str:
     return name
 
 
-async def resolve_pinned(url: str, *, resolver: Resolver, allow_loopback: bool) -> PinnedTarget:
-    """Vet `url`, resolve its host once with `resolver`, and return the target to pin."""
+async def resolve_pinned(
+    url: str,
+    *,
+    resolver: Resolver,
+    allow_loopback: bool,
+    allow_networks: Sequence[IPNetwork] = (),
+) -> PinnedTarget:
+    """Vet `url`, resolve its host once with `resolver`, and return the target to pin.
+
+    `allow_networks` (internal subscribers' private networks) admits addresses in
+    them besides public ones; `http` is then allowed only when every address the
+    host resolves to is inside them (or is loopback with `allow_loopback`).
+    """
     if _SUSPICIOUS.search(url):
         raise _refuse("URL contains whitespace, control or backslash characters")
     try:
@@ -139,7 +168,7 @@ async def resolve_pinned(url: str, *, resolver: Resolver, allow_loopback: bool) 
     except ValueError:
         raise _refuse("malformed URL or port") from None
     scheme = parts.scheme.lower()
-    if scheme != "https" and not (scheme == "http" and allow_loopback):
+    if scheme != "https" and not (scheme == "http" and (allow_loopback or allow_networks)):
         raise _refuse("scheme must be https")
     if "@" in parts.netloc or parts.username is not None or parts.password is not None:
         raise _refuse("credentials in the URL are not allowed")
@@ -172,10 +201,12 @@ async def resolve_pinned(url: str, *, resolver: Resolver, allow_loopback: bool) 
         name = str(target)
         addresses = [target]
     for ip in addresses:
-        reason = refusal_reason(ip, allow_loopback=allow_loopback)
+        reason = refusal_reason(ip, allow_loopback=allow_loopback, allow_networks=allow_networks)
         if reason is not None:
             # Say what kind of address, not which one: internal layout stays private.
             raise _refuse(f"host resolves to a {reason}")
+        if scheme == "http" and not allow_loopback and not in_networks(ip, allow_networks):
+            raise _refuse("scheme must be https outside the allowed internal networks")
     return PinnedTarget(scheme=scheme, host=name, port=port, ip=str(addresses[0]), path=path)
 
 

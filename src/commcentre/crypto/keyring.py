@@ -10,6 +10,12 @@ keys rotate`, `retire`): `current_version` and `wrap_key` look at the file's
 (mtime, size, inode) at most once every `reload_interval` seconds and reload it
 when it changed; `unwrap_key` of an unknown version looks at once. A reload that
 fails keeps the keys in memory and is retried at the next interval.
+
+The file also holds our exchange keys: EC P-256 private JWKs that partners
+encrypt inbound JWEs to (ECDH-ES+A256KW). The last one is current and is the
+first of the public JWK Set we publish; older ones stay for decryption until
+partners have moved on. A keyring written before exchange keys existed loads
+with none (`commcentre keys exchange-rotate` adds one).
 """
 
 import base64
@@ -27,11 +33,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey
 
 from commcentre.clock import Clock, utcnow
 from commcentre.crypto.errors import DecryptionError, KeyringError, UnknownKeyVersion
@@ -45,8 +53,21 @@ TAG_BYTES = 16
 # A keyring is a few hundred bytes per version; anything this big is the wrong file.
 _MAX_FILE_BYTES = 1 << 20
 _TOP_LEVEL_FIELDS = frozenset(
-    {"format", "dev", "current", "keks", "retired", "blind_index_key", "created_at"}
+    {
+        "format",
+        "dev",
+        "current",
+        "keks",
+        "retired",
+        "blind_index_key",
+        "created_at",
+        "exchange_keys",
+    }
 )
+# Partners encrypt inbound JWEs to these: ECDH-ES key agreement on P-256, key wrap A256KW.
+EXCHANGE_CURVE = "P-256"
+EXCHANGE_ALG = "ECDH-ES+A256KW"
+_EXCHANGE_PUBLIC_MEMBERS = ("kty", "crv", "x", "y")
 DEFAULT_RELOAD_INTERVAL = 2.0
 
 # (st_mtime_ns, st_size, st_ino): a rewrite is an atomic rename of a new file, so any
@@ -78,6 +99,19 @@ class KeyVersionInfo:
     version: int
     created_at: datetime
     current: bool
+
+
+@runtime_checkable
+class ExchangeKeyProvider(Protocol):
+    """Our key-agreement keys for inbound JWEs (a KeyProvider may also be one)."""
+
+    def exchange_key(self, kid: str) -> ECKey | None:
+        """The private exchange key named `kid`, or None when there is none."""
+        ...
+
+    def exchange_public_jwks(self) -> dict[str, Any]:
+        """The public JWK Set of every exchange key, current first (never a private member)."""
+        ...
 
 
 class KeyProvider(Protocol):
@@ -123,6 +157,29 @@ class _Kek:
 
 
 @dataclass(frozen=True, slots=True)
+class _ExchangeKey:
+    """One of our EC P-256 exchange keys; `jwk` is the private JWK as stored."""
+
+    kid: str
+    created_at: datetime
+    jwk: Mapping[str, Any] = field(repr=False)
+    # Imported once: the JWE decryption uses it as is.
+    key: ECKey = field(repr=False, compare=False)
+
+    def public_jwk(self) -> dict[str, Any]:
+        public = {name: self.jwk[name] for name in _EXCHANGE_PUBLIC_MEMBERS}
+        return {**public, "kid": self.kid, "use": "enc", "alg": EXCHANGE_ALG}
+
+
+def _new_exchange_key(now: datetime) -> _ExchangeKey:
+    key = ECKey.generate_key(EXCHANGE_CURVE, private=True)
+    # The RFC 7638 thumbprint: a kid that names the key itself, unique without coordination.
+    kid = key.thumbprint()
+    doc = {**key.as_dict(private=True), "kid": kid, "use": "enc", "alg": EXCHANGE_ALG}
+    return _ExchangeKey(kid, now, doc, ECKey.import_key(doc))
+
+
+@dataclass(frozen=True, slots=True)
 class _State:
     """An immutable snapshot; mutations build a new one and swap it in after saving."""
 
@@ -132,6 +189,8 @@ class _State:
     retired: Mapping[int, datetime]
     blind_index_key: bytes = field(repr=False)
     created_at: datetime
+    # Oldest first; the last is current.
+    exchange: tuple[_ExchangeKey, ...] = ()
 
 
 class FileKeyring:
@@ -191,6 +250,7 @@ class FileKeyring:
             retired={},
             blind_index_key=secrets.token_bytes(KEY_BYTES),
             created_at=now,
+            exchange=(_new_exchange_key(now),),
         )
         try:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -288,6 +348,36 @@ class FileKeyring:
             raise DecryptionError(
                 "data key failed authentication (wrong record, context or key, or tampered)"
             ) from None
+
+    def exchange_key(self, kid: str) -> ECKey | None:
+        """Our private exchange key `kid` (current or older), or None."""
+        self._maybe_reload()
+        found = self._find_exchange(kid)
+        if found is None:
+            # Perhaps another process ran `keys exchange-rotate`: look at the file now.
+            self._reload(force=True)
+            found = self._find_exchange(kid)
+        return found
+
+    def _find_exchange(self, kid: str) -> ECKey | None:
+        for entry in self._state.exchange:
+            if entry.kid == kid:
+                return entry.key
+        return None
+
+    def exchange_public_jwks(self) -> dict[str, Any]:
+        """The public JWK Set partners encrypt to: current key first, no private member."""
+        self._maybe_reload()
+        return {"keys": [entry.public_jwk() for entry in reversed(self._state.exchange)]}
+
+    def exchange_rotate(self) -> str:
+        """Add a new exchange key and make it current (older ones still decrypt); its kid."""
+        with self._lock:
+            self._reload_locked(strict=True)
+            state = self._state
+            fresh = _new_exchange_key(self._clock())
+            self._commit(replace(state, exchange=(*state.exchange, fresh)))
+            return fresh.kid
 
     def rotate(self) -> int:
         """Add a new KEK version, make it current, save; return the new version."""
@@ -406,6 +496,10 @@ def _dump(state: _State) -> bytes:
         ],
         "blind_index_key": _b64(state.blind_index_key),
         "created_at": state.created_at.isoformat(),
+        "exchange_keys": [
+            {"jwk": dict(entry.jwk), "created_at": entry.created_at.isoformat()}
+            for entry in state.exchange
+        ],
     }
     return json.dumps(doc, indent=2).encode("utf-8") + b"\n"
 
@@ -523,7 +617,33 @@ def _parse_doc(doc: object) -> _State:
         retired=retired,
         blind_index_key=_key(doc.get("blind_index_key"), "'blind_index_key'"),
         created_at=_when(doc.get("created_at"), "'created_at'"),
+        exchange=_exchange_keys(doc.get("exchange_keys", [])),
     )
+
+
+def _exchange_keys(value: object) -> tuple[_ExchangeKey, ...]:
+    if not isinstance(value, list):
+        raise _MalformedError("'exchange_keys' must be a list")
+    entries: list[_ExchangeKey] = []
+    for i, entry in enumerate(value):
+        where = f"exchange_keys[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("jwk"), dict):
+            raise _MalformedError(f"{where} must be an object with a 'jwk' object")
+        doc: dict[str, Any] = entry["jwk"]
+        kid = doc.get("kid")
+        if not isinstance(kid, str) or not kid or len(kid) > 128:
+            raise _MalformedError(f"{where}.jwk.kid must be a string of 1..128 characters")
+        if any(kid == seen.kid for seen in entries):
+            raise _MalformedError(f"{where}.jwk.kid is used twice")
+        if doc.get("kty") != "EC" or doc.get("crv") != EXCHANGE_CURVE or "d" not in doc:
+            raise _MalformedError(f"{where}.jwk must be an EC {EXCHANGE_CURVE} private key")
+        try:
+            key = ECKey.import_key(doc)
+        except (JoseError, ValueError, TypeError):
+            raise _MalformedError(f"{where}.jwk is not a valid EC private key") from None
+        created_at = _when(entry.get("created_at"), f"{where}.created_at")
+        entries.append(_ExchangeKey(kid, created_at, dict(doc), key))
+    return tuple(entries)
 
 
 def _version(value: object, where: str) -> int:

@@ -18,7 +18,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -35,25 +35,39 @@ from commcentre.adapters.base import (
     PartnerView,
     RetryableDeliveryError,
 )
+from commcentre.adapters.netguard import IPNetwork
 from commcentre.audit.service import AuditAction, AuditRecord, append
 from commcentre.clock import Clock
 from commcentre.crypto import CryptoError
 from commcentre.db import Database
 from commcentre.delivery import ratelimit, repository
-from commcentre.delivery.breaker import CircuitBreakers
+from commcentre.delivery.breaker import BreakerState, CircuitBreakers
 from commcentre.delivery.models import DeliveryStatus
 from commcentre.delivery.repository import NOTIFY_CHANNEL, ClaimedDelivery, DeliveryOutcome
 from commcentre.delivery.retry import RetryPolicy
 from commcentre.errors import CommCentreError
 from commcentre.messages.models import Message
 from commcentre.messages.service import MessageVault, unseal
+from commcentre.metrics import Metrics
+from commcentre.metrics.collectors import SUBSCRIBER
 from commcentre.partners.adapter_config import AdapterCatalog
 from commcentre.partners.models import Partner
 from commcentre.partners.service import disable_partner, partner_view
+from commcentre.subscriptions import repository as subscriptions_repository
+from commcentre.subscriptions.models import Subscription
+from commcentre.subscriptions.schemas import SubscriptionEvent
+from commcentre.subscriptions.service import (
+    RECIPIENT_PREFIX,
+    destination_key,
+    disable_subscription,
+    subscription_view,
+)
 
 log = structlog.get_logger(__name__)
 
 ERROR_MAX = 500
+# Subscribers receive Standard Webhooks events from the generic webhook adapter.
+SUBSCRIBER_ADAPTER = "webhook"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +78,8 @@ class DispatcherSettings:
     poll_interval: float = 1.0
     shutdown_grace: float = 20.0
     results_batch: int = 256
+    # Private networks subscriber callbacks may resolve to (Settings.subscriber_networks).
+    subscriber_networks: tuple[IPNetwork, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +91,9 @@ class _Job:
     adapter_name: str
     rate_limit: float | None
     rate_burst: int
+    # Subscriber deliveries: the event sent and the client owning the subscription.
+    event_type: str | None = None
+    owner: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +101,7 @@ class _Recorded:
     outcome: DeliveryOutcome
     legal_basis: str | None = None
     gone_reason: str | None = None
+    owner: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +136,10 @@ class Dispatcher:
         breakers: CircuitBreakers | None = None,
         settings: DispatcherSettings | None = None,
         owner: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
+        self._metrics = metrics
         self._vault = vault
         self._adapters = adapters
         self._clock = clock
@@ -227,6 +249,7 @@ class Dispatcher:
 
     async def _claim(self, limit: int) -> list[_Job]:
         now = self._clock()
+        open_circuits = self._breakers.open_partners()
         async with self._db.write_sessions() as session, session.begin():
             claims = await repository.claim_due(
                 session,
@@ -234,7 +257,8 @@ class Dispatcher:
                 now=now,
                 lease=self._settings.lease,
                 limit=limit,
-                skip_partners=self._breakers.open_partners(),
+                skip_partners=[k for k in open_circuits if not k.startswith(RECIPIENT_PREFIX)],
+                skip_subscriptions=_subscription_ids(open_circuits),
                 skip_locked=not self._db.is_sqlite,
             )
         if not claims:
@@ -245,15 +269,67 @@ class Dispatcher:
                 m.id: m
                 for m in await repository.sealed_messages(session, {c.message_id for c in claims})
             }
-            partners = {
-                p.id: p for p in await repository.partners(session, {c.partner_id for c in claims})
+            partner_ids = {c.partner_id for c in claims if c.partner_id is not None}
+            partners = {p.id: p for p in await repository.partners(session, partner_ids)}
+            subscription_ids = {c.subscription_id for c in claims if c.subscription_id is not None}
+            subscribed = {
+                s.id: s for s in await subscriptions_repository.by_ids(session, subscription_ids)
             }
         jobs: list[_Job] = []
         for claim in claims:
-            job = self._job(claim, messages.get(claim.message_id), partners.get(claim.partner_id))
+            message = messages.get(claim.message_id)
+            if claim.subscription_id is not None:
+                job = self._subscriber_job(claim, message, subscribed.get(claim.subscription_id))
+            else:
+                job = self._job(claim, message, partners.get(claim.partner_id or ""))
             if job is not None:
                 jobs.append(job)
         return jobs
+
+    def _subscriber_job(
+        self, claim: ClaimedDelivery, message: Message | None, subscription: Subscription | None
+    ) -> _Job | None:
+        attempt = claim.attempts + 1
+        if claim.attempts >= self._policy.max_attempts:
+            self._record_dead(claim, claim.attempts, "attempts exhausted: workers were lost")
+            return None
+        if message is None or subscription is None:
+            self._record_dead(claim, attempt, "message or subscription no longer exists")
+            return None
+        if subscription.deleted_at is not None:
+            deleted = subscription.deleted_at.isoformat()
+            self._record_dead(claim, attempt, f"subscription was deleted at {deleted}")
+            return None
+        try:
+            view = self._subscription_view(subscription)
+            content = unseal(message, vault=self._vault).content
+        except (CryptoError, CommCentreError, ValidationError) as exc:
+            self._record_dead(claim, attempt, _reason(exc))
+            return None
+        return _Job(
+            claim=claim,
+            message=OutboundMessage(id=message.id, created_at=message.created_at, content=content),
+            legal_basis=message.legal_basis,
+            partner=view,
+            adapter_name=SUBSCRIBER_ADAPTER,
+            rate_limit=None,
+            rate_burst=1,
+            event_type=SubscriptionEvent.MESSAGE_INBOUND.value,
+            owner=subscription.client_id,
+        )
+
+    def _subscription_view(self, subscription: Subscription) -> PartnerView:
+        key = (destination_key(subscription.id), subscription.updated_at)
+        view = self._views.get(key)
+        if view is None:
+            view = subscription_view(
+                subscription,
+                envelope=self._vault.envelope,
+                networks=self._settings.subscriber_networks,
+            )
+            self._views = {k: v for k, v in self._views.items() if k[0] != key[0]}
+            self._views[key] = view
+        return view
 
     def _job(
         self, claim: ClaimedDelivery, message: Message | None, partner: Partner | None
@@ -335,7 +411,9 @@ class Dispatcher:
         started = self._clock()
         began = time.monotonic()
         adapter = self._adapters.get(job.adapter_name)
-        context = DeliveryContext(delivery_id=claim.id, attempt=attempt, timestamp=started)
+        context = DeliveryContext(
+            delivery_id=claim.id, attempt=attempt, timestamp=started, event_type=job.event_type
+        )
         status_code: int | None = None
         gone: str | None = None
         try:
@@ -364,7 +442,8 @@ class Dispatcher:
                 self._breakers.record_success(partner_id)  # it answered: it is up
                 kind = "gone" if isinstance(exc, PartnerGoneError) else "permanent"
                 if isinstance(exc, PartnerGoneError):
-                    gone = f"partner answered 410 Gone at {started.isoformat()}"
+                    who = "subscriber" if job.claim.subscription_id is not None else "partner"
+                    gone = f"{who} answered 410 Gone at {started.isoformat()}"
             self.stats.dead += 1
             outcome = self._outcome(
                 job, DeliveryStatus.DEAD, kind, started, began, status_code, error
@@ -375,7 +454,7 @@ class Dispatcher:
         outcome = self._outcome(
             job, DeliveryStatus.DELIVERED, "delivered", started, began, receipt.status_code, None
         )
-        return _Recorded(outcome, legal_basis=job.legal_basis)
+        return _Recorded(outcome, legal_basis=job.legal_basis, owner=job.owner)
 
     def _outcome(
         self,
@@ -389,14 +468,23 @@ class Dispatcher:
         *,
         next_at: datetime | None = None,
     ) -> DeliveryOutcome:
+        duration = time.monotonic() - began
+        if self._metrics is not None:
+            destination = job.claim.partner_id or SUBSCRIBER
+            self._metrics.delivery_attempts.labels(destination, kind).inc()
+            self._metrics.attempt_seconds.labels(destination).observe(duration)
+            if job.claim.partner_id is not None:
+                is_open = self._breakers.state(job.claim.partner_id) is BreakerState.OPEN
+                self._metrics.breaker_open.labels(destination).set(1 if is_open else 0)
         return DeliveryOutcome(
             delivery_id=job.claim.id,
             message_id=job.claim.message_id,
-            partner_id=job.partner.id,
+            partner_id=job.claim.partner_id,
+            subscription_id=job.claim.subscription_id,
             status=status,
             attempt=job.claim.attempts + 1,
             started_at=started,
-            duration_ms=int((time.monotonic() - began) * 1000),
+            duration_ms=int(duration * 1000),
             outcome=kind,
             next_attempt_at=next_at or started,
             status_code=status_code,
@@ -412,6 +500,7 @@ class Dispatcher:
                     delivery_id=claim.id,
                     message_id=claim.message_id,
                     partner_id=claim.partner_id,
+                    subscription_id=claim.subscription_id,
                     status=DeliveryStatus.DEAD,
                     attempt=attempt,
                     started_at=now,
@@ -477,25 +566,16 @@ class Dispatcher:
                 ids = [d.delivery_id for d in deferred if d.next_attempt_at == when]
                 await repository.release(session, self.owner, ids, next_attempt_at=when, now=now)
             disclosures = [
-                AuditRecord(
-                    action=AuditAction.DISCLOSURE,
-                    event="message.disclosed",
-                    actor="system:dispatcher",
-                    subject_type="message",
-                    subject_id=str(r.outcome.message_id),
-                    recipient=f"partner:{r.outcome.partner_id}",
-                    justification=f"transfer under legal basis {r.legal_basis}",
-                    details={
-                        "delivery_id": str(r.outcome.delivery_id),
-                        "attempt": r.outcome.attempt,
-                    },
-                    occurred_at=r.outcome.started_at,
-                )
-                for r in mine
-                if r.outcome.status is DeliveryStatus.DELIVERED
+                _disclosure(r) for r in mine if r.outcome.status is DeliveryStatus.DELIVERED
             ]
             for r in mine:
-                if r.gone_reason is not None:
+                if r.gone_reason is None:
+                    continue
+                if r.outcome.subscription_id is not None:
+                    await disable_subscription(
+                        session, r.outcome.subscription_id, reason=r.gone_reason, now=now
+                    )
+                elif r.outcome.partner_id is not None:
                     await disable_partner(
                         session, r.outcome.partner_id, reason=r.gone_reason, now=now
                     )
@@ -532,6 +612,43 @@ class Dispatcher:
             except (DBAPIError, OSError) as exc:
                 log.warning("dispatcher_listen_failed", error_type=type(exc).__name__)
                 await asyncio.sleep(5)
+
+
+def _disclosure(recorded: _Recorded) -> AuditRecord:
+    """The disclosure entry of a delivery that reached its partner or subscriber."""
+    outcome = recorded.outcome
+    details: dict[str, object] = {
+        "delivery_id": str(outcome.delivery_id),
+        "attempt": outcome.attempt,
+    }
+    if outcome.subscription_id is not None:
+        recipient = destination_key(outcome.subscription_id)
+        justification = f"delivery to an internal subscriber, legal basis {recorded.legal_basis}"
+        details["client_id"] = str(recorded.owner) if recorded.owner is not None else None
+    else:
+        recipient = f"partner:{outcome.partner_id}"
+        justification = f"transfer under legal basis {recorded.legal_basis}"
+    return AuditRecord(
+        action=AuditAction.DISCLOSURE,
+        event="message.disclosed",
+        actor="system:dispatcher",
+        subject_type="message",
+        subject_id=str(outcome.message_id),
+        recipient=recipient,
+        justification=justification,
+        details=details,
+        occurred_at=outcome.started_at,
+    )
+
+
+def _subscription_ids(circuits: Iterable[str]) -> list[uuid.UUID]:
+    """The subscriptions among open circuits (keyed `subscription:<id>`)."""
+    out = []
+    for key in circuits:
+        if key.startswith(RECIPIENT_PREFIX):
+            with contextlib.suppress(ValueError):
+                out.append(uuid.UUID(key.removeprefix(RECIPIENT_PREFIX)))
+    return out
 
 
 def _reason(exc: Exception) -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.db import WriteSession
@@ -14,6 +14,7 @@ from commcentre.delivery.models import Delivery, DeliveryAttempt, DeliveryStatus
 from commcentre.ids import new_id
 from commcentre.messages.models import Message
 from commcentre.partners.models import Partner
+from commcentre.subscriptions.models import Subscription
 
 _deliveries = cast(Table, Delivery.__table__)
 _attempts = cast(Table, DeliveryAttempt.__table__)
@@ -28,7 +29,9 @@ OPEN_STATUSES = (*DUE_STATUSES, DeliveryStatus.IN_FLIGHT.value)
 class ClaimedDelivery:
     id: uuid.UUID
     message_id: uuid.UUID
-    partner_id: str
+    # Exactly one is set: a partner, or an internal subscriber's subscription.
+    partner_id: str | None
+    subscription_id: uuid.UUID | None
     attempts: int
     # When it entered the queue: created, or redriven from the dead letters.
     queued_at: datetime
@@ -40,7 +43,7 @@ class DeliveryOutcome:
 
     delivery_id: uuid.UUID
     message_id: uuid.UUID
-    partner_id: str
+    partner_id: str | None
     status: DeliveryStatus
     attempt: int
     started_at: datetime
@@ -49,13 +52,17 @@ class DeliveryOutcome:
     next_attempt_at: datetime
     status_code: int | None = None
     error: str | None = None
+    subscription_id: uuid.UUID | None = None
 
 
 async def insert_deliveries(session: WriteSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Add outbox rows; on PostgreSQL also NOTIFY the workers (sent at commit)."""
+    """Add outbox rows (to partners, subscribers, or both mixed); on PostgreSQL also NOTIFY
+    the workers (sent at commit)."""
     if not rows:
         return
-    await session.execute(_deliveries.insert(), list(rows))
+    # One executemany takes its columns from the first row: give every row both destinations.
+    filled = [{"partner_id": None, "subscription_id": None, **row} for row in rows]
+    await session.execute(_deliveries.insert(), filled)
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
 
@@ -68,28 +75,39 @@ async def claim_due(
     lease: timedelta,
     limit: int,
     skip_partners: Collection[str] = (),
+    skip_subscriptions: Collection[uuid.UUID] = (),
     skip_locked: bool,
 ) -> list[ClaimedDelivery]:
     """Lease up to `limit` due deliveries to `owner`.
 
     Due: pending or retrying with next_attempt_at reached, or in flight with an
-    expired lease (its worker died). Partners that are disabled, or whose circuit
-    is open in this worker, are skipped. On PostgreSQL rows locked by another
-    worker's claim are skipped (FOR UPDATE SKIP LOCKED); SQLite has one writer.
+    expired lease (its worker died). Partners and subscriptions that are
+    disabled, or whose circuit is open in this worker, are skipped; a deleted
+    subscription's deliveries are claimed (the dispatcher dead-letters them).
+    On PostgreSQL rows locked by another worker's claim are skipped (FOR UPDATE
+    SKIP LOCKED); SQLite has one writer.
     """
     due = or_(
         and_(Delivery.status.in_(DUE_STATUSES), Delivery.next_attempt_at <= now),
         and_(Delivery.status == DeliveryStatus.IN_FLIGHT.value, Delivery.lease_expires_at < now),
     )
     candidates = (
-        select(Delivery.id)
-        .join(Partner, Partner.id == Delivery.partner_id)
-        .where(due, Partner.enabled.is_(True))
+        _with_destinations(select(Delivery.id))
+        .where(due, _claimable_destination())
         .order_by(Delivery.next_attempt_at)
         .limit(limit)
     )
     if skip_partners:
-        candidates = candidates.where(Delivery.partner_id.not_in(list(skip_partners)))
+        candidates = candidates.where(
+            or_(Delivery.partner_id.is_(None), Delivery.partner_id.not_in(list(skip_partners)))
+        )
+    if skip_subscriptions:
+        candidates = candidates.where(
+            or_(
+                Delivery.subscription_id.is_(None),
+                Delivery.subscription_id.not_in(list(skip_subscriptions)),
+            )
+        )
     if skip_locked:
         candidates = candidates.with_for_update(skip_locked=True, of=Delivery)
     result = await session.execute(
@@ -110,12 +128,29 @@ async def claim_due(
             Delivery.id,
             Delivery.message_id,
             Delivery.partner_id,
+            Delivery.subscription_id,
             Delivery.attempts,
             func.coalesce(Delivery.redriven_at, Delivery.created_at),
         )
         .execution_options(synchronize_session=False)
     )
     return [ClaimedDelivery(*row) for row in result.all()]
+
+
+def _with_destinations(stmt: Select[Any]) -> Select[Any]:
+    """Outer-join a deliveries query to its partner and its subscription (one is NULL)."""
+    return stmt.outerjoin(Partner, Partner.id == Delivery.partner_id).outerjoin(
+        Subscription, Subscription.id == Delivery.subscription_id
+    )
+
+
+def _claimable_destination() -> Any:
+    """An enabled partner, or a subscription that is enabled or deleted (to dead-letter)."""
+    return or_(
+        Partner.enabled.is_(True),
+        Subscription.enabled.is_(True),
+        Subscription.deleted_at.is_not(None),
+    )
 
 
 async def record_outcomes(
@@ -218,7 +253,11 @@ async def release(
 
 
 async def refresh_message_status(session: AsyncSession, message_ids: Collection[uuid.UUID]) -> None:
-    """accepted -> delivered | partially_delivered | failed once no delivery is open."""
+    """accepted -> delivered | partially_delivered | failed once no delivery is open.
+
+    Outbound messages only: an inbound message stays `received` whatever its
+    deliveries to subscribers come to.
+    """
     if not message_ids:
         return
     rows = (
@@ -243,7 +282,7 @@ async def refresh_message_status(session: AsyncSession, message_ids: Collection[
         messages = cast(Table, Message.__table__)
         await session.execute(
             update(messages)
-            .where(messages.c.id == bindparam("b_id"))
+            .where(messages.c.id == bindparam("b_id"), messages.c.direction != "inbound")
             .values(status=bindparam("b_status")),
             updates,
         )
@@ -272,7 +311,9 @@ async def partners(session: AsyncSession, partner_ids: Collection[str]) -> Seque
 
 async def for_message(session: AsyncSession, message_id: uuid.UUID) -> Sequence[Delivery]:
     result = await session.execute(
-        select(Delivery).where(Delivery.message_id == message_id).order_by(Delivery.partner_id)
+        select(Delivery)
+        .where(Delivery.message_id == message_id)
+        .order_by(Delivery.partner_id.is_(None), Delivery.partner_id, Delivery.subscription_id)
     )
     return result.scalars().all()
 
@@ -289,16 +330,16 @@ async def attempts_for(
 
 
 async def has_open_work(session: AsyncSession) -> bool:
-    """Is any delivery to an enabled partner still open: pending, retrying or in flight?
+    """Is any delivery that `claim_due` would take still open: pending, retrying or in flight?
 
     A retry scheduled for later is open work too: a drain that ignored it would
-    report done while the delivery is still unsettled. A disabled partner's
-    deliveries are never claimed (see `claim_due`), so no drain could wait them out.
+    report done while the delivery is still unsettled. A disabled partner's or
+    subscription's deliveries are never claimed (see `claim_due`), so no drain
+    could wait them out; a deleted subscription's are, to be dead-lettered.
     """
     found = await session.execute(
-        select(Delivery.id)
-        .join(Partner, Partner.id == Delivery.partner_id)
-        .where(Delivery.status.in_(OPEN_STATUSES), Partner.enabled.is_(True))
+        _with_destinations(select(Delivery.id))
+        .where(Delivery.status.in_(OPEN_STATUSES), _claimable_destination())
         .limit(1)
     )
     return found.first() is not None
@@ -312,10 +353,12 @@ SETTLED_MESSAGE_STATUSES = ("delivered", "partially_delivered", "failed")
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterSelection:
-    """Which dead letters: by delivery ids, or by partner and a window on updated_at."""
+    """Which dead letters: by delivery ids, or by partner or subscription and a window
+    on updated_at."""
 
     ids: Sequence[uuid.UUID] | None = None
     partner_id: str | None = None
+    subscription_id: uuid.UUID | None = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -326,6 +369,8 @@ class DeadLetterSelection:
             out.append(Delivery.id.in_(list(self.ids)))
         if self.partner_id is not None:
             out.append(Delivery.partner_id == self.partner_id)
+        if self.subscription_id is not None:
+            out.append(Delivery.subscription_id == self.subscription_id)
         if self.since is not None:
             out.append(Delivery.updated_at >= self.since)
         if self.until is not None:
@@ -360,6 +405,7 @@ async def list_dead(
             Delivery.id,
             Delivery.message_id,
             Delivery.partner_id,
+            Delivery.subscription_id,
             Delivery.attempts,
             Delivery.last_status_code,
             Delivery.last_error,
@@ -409,10 +455,28 @@ async def disabled_partners_of_dead(
     return list((await session.execute(stmt)).scalars())
 
 
+async def unavailable_subscriptions_of_dead(
+    session: AsyncSession, selection: DeadLetterSelection
+) -> list[uuid.UUID]:
+    """Disabled or deleted subscriptions that some selected dead letter is addressed to."""
+    stmt = (
+        select(Subscription.id)
+        .distinct()
+        .join(Delivery, Delivery.subscription_id == Subscription.id)
+        .where(
+            *selection.conditions(),
+            or_(Subscription.enabled.is_(False), Subscription.deleted_at.is_not(None)),
+        )
+        .order_by(Subscription.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
 async def redrive_dead(
     session: AsyncSession, selection: DeadLetterSelection, *, now: datetime
-) -> list[tuple[uuid.UUID, str]]:
-    """Put the selected dead letters back to pending, due now; their (id, partner), by id.
+) -> list[tuple[uuid.UUID, str | None, uuid.UUID | None]]:
+    """Put the selected dead letters back to pending, due now; (id, partner, subscription)
+    of each, by id.
 
     The attempt count starts again from 0; last_status_code, last_error and the
     attempt rows stay, as history. Their messages go back to `accepted` (not
@@ -431,7 +495,12 @@ async def redrive_dead(
             updated_at=now,
             redriven_at=now,
         )
-        .returning(_deliveries.c.id, _deliveries.c.message_id, _deliveries.c.partner_id)
+        .returning(
+            _deliveries.c.id,
+            _deliveries.c.message_id,
+            _deliveries.c.partner_id,
+            _deliveries.c.subscription_id,
+        )
     )
     rows = result.all()
     if not rows:
@@ -449,7 +518,7 @@ async def redrive_dead(
         )
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
-    return sorted((row[0], row[2]) for row in rows)
+    return sorted(((row[0], row[2], row[3]) for row in rows), key=lambda r: r[0])
 
 
 async def pin_snapshot(session: AsyncSession) -> None:

@@ -34,7 +34,8 @@ _CURSOR_KIND = "dead-letters"
     "/v1/messages/{message_id}/deliveries",
     summary="Delivery state of a message",
     description=(
-        "Per destination partner: status, attempts and every attempt's outcome. Never the "
+        "Per destination partner or internal subscriber: status, attempts and every "
+        "attempt's outcome. Never the "
         "payload, so no `X-Justification` is needed. Another client's message is 404."
     ),
     responses=problem_responses(Forbidden, NotFound, UnprocessableContent),
@@ -51,8 +52,10 @@ async def read_message_deliveries(
     "/v1/dead-letters",
     summary="List dead letters",
     description=(
-        "Deliveries given up on (permanent failure, partner gone, attempts or age exhausted), "
-        "oldest first by `dead_since`. `since` is inclusive, `until` exclusive, both on "
+        "Deliveries given up on (permanent failure, partner or subscriber gone, attempts or "
+        "age exhausted, subscription deleted), to partners (`partner` set) and to internal "
+        "subscribers (`subscription` set), oldest first by `dead_since`. Filter by `partner` "
+        "or `subscription`. `since` is inclusive, `until` exclusive, both on "
         "`dead_since` and with a time zone."
     ),
     responses=problem_responses(Forbidden, UnprocessableContent),
@@ -61,6 +64,9 @@ async def list_dead_letters(
     _manager: PartnerManager,
     session: ReadSessionDep,
     partner: Annotated[str | None, Query(pattern=PARTNER_ID_PATTERN)] = None,
+    subscription: Annotated[
+        uuid.UUID | None, Query(description="Only this subscription's (internal subscriber)")
+    ] = None,
     since: Annotated[AwareDatetime | None, Query(description="dead_since >= since")] = None,
     until: Annotated[AwareDatetime | None, Query(description="dead_since < until")] = None,
     cursor: CursorQuery = None,
@@ -68,7 +74,13 @@ async def list_dead_letters(
 ) -> Page[DeadLetterOut]:
     after = _after(cursor) if cursor is not None else None
     items = await service.list_dead_letters(
-        session, partner_id=partner, since=since, until=until, after=after, limit=limit
+        session,
+        partner_id=partner,
+        subscription_id=subscription,
+        since=since,
+        until=until,
+        after=after,
+        limit=limit,
     )
     next_cursor = None
     if len(items) == limit:
@@ -84,8 +96,9 @@ async def list_dead_letters(
     description=(
         "Puts dead letters back to `pending`, due now, with the attempt count from 0 (their "
         "attempt history stays). Select them by `ids` (those not dead are skipped) or by "
-        "filters: `partner`, `since` (inclusive), `until` (exclusive) on `dead_since`. Every "
-        "partner concerned must be enabled (else 409). `dry_run` reports what would be "
+        "filters: `partner` or `subscription`, `since` (inclusive), `until` (exclusive) on "
+        "`dead_since`. Every partner and subscription concerned must be enabled and not "
+        "deleted (else 409). `dry_run` reports what would be "
         "redriven and changes nothing."
     ),
     responses=problem_responses(Forbidden, NotFound, Conflict, UnprocessableContent),

@@ -31,10 +31,13 @@ class DeliveryAttemptOut(BaseModel):
 
 
 class DeliveryOut(BaseModel):
-    """Where delivery of a message to one partner stands."""
+    """Where delivery of a message to one partner or internal subscriber stands."""
 
     id: uuid.UUID = Field(description="The delivery id: the `webhook-id` the partner sees.")
-    partner: str
+    partner: str | None = Field(description="The destination partner; null for a subscriber.")
+    subscription: uuid.UUID | None = Field(
+        None, description="The destination subscription (internal subscriber); null for a partner."
+    )
     status: str = Field(description="pending | in_flight | delivered | retrying | dead")
     attempts: int = Field(description="Attempts made (since the last redrive).")
     next_attempt_at: datetime | None = Field(
@@ -60,6 +63,7 @@ class MessageDeliveries(BaseModel):
                     {
                         "id": _DELIVERY_ID,
                         "partner": "se-bureau",
+                        "subscription": None,
                         "status": "retrying",
                         "attempts": 1,
                         "next_attempt_at": "2026-11-28T14:00:03Z",
@@ -86,11 +90,13 @@ class MessageDeliveries(BaseModel):
     status: str = Field(
         description="The message's status: accepted | delivered | partially_delivered | failed"
     )
-    deliveries: list[DeliveryOut] = Field(description="Ordered by partner id.")
+    deliveries: list[DeliveryOut] = Field(
+        description="Partners ordered by id, then subscribers ordered by subscription id."
+    )
 
 
 class DeadLetterOut(BaseModel):
-    """A delivery that was given up on; redrive it once the partner is fixed."""
+    """A delivery that was given up on; redrive it once the partner or subscriber is fixed."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -98,6 +104,7 @@ class DeadLetterOut(BaseModel):
                 "id": _DELIVERY_ID,
                 "message_id": _MESSAGE_ID,
                 "partner": "se-bureau",
+                "subscription": None,
                 "attempts": 15,
                 "last_status_code": 503,
                 "last_error": "partner answered HTTP 503",
@@ -108,7 +115,10 @@ class DeadLetterOut(BaseModel):
 
     id: uuid.UUID = Field(description="The delivery id (`webhook-id`).")
     message_id: uuid.UUID
-    partner: str
+    partner: str | None = Field(description="The destination partner; null for a subscriber.")
+    subscription: uuid.UUID | None = Field(
+        None, description="The destination subscription (internal subscriber); null for a partner."
+    )
     attempts: int
     last_status_code: int | None
     last_error: str | None
@@ -116,7 +126,10 @@ class DeadLetterOut(BaseModel):
 
 
 class DeadLetterRedrive(BaseModel):
-    """Body of POST /v1/dead-letters/redrive: either `ids`, or filters (at least one)."""
+    """Body of POST /v1/dead-letters/redrive: either `ids`, or filters (at least one).
+
+    Filters: `partner` or `subscription` (not both), `since`, `until`.
+    """
 
     model_config = ConfigDict(
         extra="forbid",
@@ -132,22 +145,40 @@ class DeadLetterRedrive(BaseModel):
         None, description="Delivery ids to redrive; those not dead are listed as skipped."
     )
     partner: PartnerId | None = Field(None, description="Redrive this partner's dead letters.")
+    subscription: uuid.UUID | None = Field(
+        None, description="Redrive this subscription's dead letters (internal subscriber)."
+    )
     since: AwareDatetime | None = Field(None, description="Dead since at or after (inclusive).")
     until: AwareDatetime | None = Field(None, description="Dead since before (exclusive).")
     dry_run: bool = Field(False, description="Report what would be redriven; change nothing.")
 
     @model_validator(mode="after")
     def _ids_or_filters(self) -> Self:
-        filters = self.partner is not None or self.since is not None or self.until is not None
+        filters = (
+            self.partner is not None
+            or self.subscription is not None
+            or self.since is not None
+            or self.until is not None
+        )
         if self.ids is not None and filters:
-            raise ValueError("give either ids or filters (partner, since, until), not both")
+            raise ValueError(
+                "give either ids or filters (partner, subscription, since, until), not both"
+            )
         if self.ids is None and not filters:
-            raise ValueError("give ids, or at least one filter (partner, since, until)")
+            raise ValueError(
+                "give ids, or at least one filter (partner, subscription, since, until)"
+            )
+        if self.partner is not None and self.subscription is not None:
+            raise ValueError("give partner or subscription, not both")
         return self
 
     def canonical(self) -> bytes:
         """The body as stable JSON (for the Idempotency-Key fingerprint)."""
-        return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        # Without an unset subscription, so keys stored before it existed still match.
+        data = self.model_dump(mode="json")
+        if data["subscription"] is None:
+            del data["subscription"]
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 
 
 class RedriveResult(BaseModel):

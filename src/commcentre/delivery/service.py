@@ -23,9 +23,10 @@ from commcentre.delivery.schemas import (
     MessageDeliveries,
     RedriveResult,
 )
-from commcentre.errors import Conflict
+from commcentre.errors import Conflict, NotFound
 from commcentre.messages import service as messages
 from commcentre.partners import service as partners
+from commcentre.subscriptions import repository as subscriptions_repository
 
 REDRIVE_OPERATION = "POST /v1/dead-letters/redrive"
 AUDIT_MAX_PARTNERS = 20
@@ -64,6 +65,7 @@ def _delivery_out(row: Delivery, history: list[DeliveryAttemptOut]) -> DeliveryO
     return DeliveryOut(
         id=row.id,
         partner=row.partner_id,
+        subscription=row.subscription_id,
         status=row.status,
         attempts=row.attempts,
         next_attempt_at=row.next_attempt_at if row.status in _WAITING else None,
@@ -78,19 +80,23 @@ async def list_dead_letters(
     session: AsyncSession,
     *,
     partner_id: str | None,
+    subscription_id: uuid.UUID | None = None,
     since: datetime | None,
     until: datetime | None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[DeadLetterOut]:
     """One page of dead letters, oldest first by when they died."""
-    selection = DeadLetterSelection(partner_id=partner_id, since=since, until=until)
+    selection = DeadLetterSelection(
+        partner_id=partner_id, subscription_id=subscription_id, since=since, until=until
+    )
     rows = await repository.list_dead(session, selection, after=after, limit=limit)
     return [
         DeadLetterOut(
             id=row.id,
             message_id=row.message_id,
             partner=row.partner_id,
+            subscription=row.subscription_id,
             attempts=row.attempts,
             last_status_code=row.last_status_code,
             last_error=row.last_error,
@@ -106,13 +112,18 @@ async def redrive(
     """Put dead letters back to pending (attempts from 0), or with dry_run say which would be.
 
     Only dead deliveries are touched; ids given that are not dead are skipped.
-    Every partner concerned must be enabled (409 naming those that are not):
-    the dispatcher never claims a disabled partner's deliveries, so they would
-    only sit there. A real redrive is audited as an alteration.
+    Every partner and subscription concerned must be enabled (409 naming those
+    that are not): the dispatcher never claims a disabled partner's or
+    subscription's deliveries, so they would only sit there (and a deleted
+    subscription's would die again). A real redrive is audited as an alteration.
     """
     ids = list(dict.fromkeys(request.ids)) if request.ids is not None else None
     selection = DeadLetterSelection(
-        ids=ids, partner_id=request.partner, since=request.since, until=request.until
+        ids=ids,
+        partner_id=request.partner,
+        subscription_id=request.subscription,
+        since=request.since,
+        until=request.until,
     )
     disabled = await repository.disabled_partners_of_dead(session, selection)
     if request.partner is not None:
@@ -121,6 +132,17 @@ async def redrive(
             disabled.append(partner.id)
     if disabled:
         raise _disabled(disabled)
+    unavailable = await repository.unavailable_subscriptions_of_dead(session, selection)
+    if request.subscription is not None:
+        subscription = await subscriptions_repository.get_any(session, request.subscription)
+        if subscription is None:
+            raise NotFound(f"subscription {request.subscription} does not exist")
+        if (
+            not subscription.enabled or subscription.deleted_at is not None
+        ) and subscription.id not in unavailable:
+            unavailable.append(subscription.id)
+    if unavailable:
+        raise _unavailable_subscriptions(unavailable)
     if request.dry_run:
         if ids is not None:
             chosen = await repository.dead_ids(session, selection, limit=None)
@@ -130,11 +152,20 @@ async def redrive(
             count = await repository.count_dead(session, selection)
     else:
         redriven = await repository.redrive_dead(session, selection, now=now)
-        chosen = [delivery_id for delivery_id, _ in redriven]
+        chosen = [delivery_id for delivery_id, _, _ in redriven]
         count = len(chosen)
         if count:
-            concerned = sorted({partner_id for _, partner_id in redriven})
-            await _audit(session, request, count=count, partners=concerned, actor=actor, now=now)
+            concerned = sorted({p for _, p, _ in redriven if p is not None})
+            subscribers = sorted({s for _, _, s in redriven if s is not None})
+            await _audit(
+                session,
+                request,
+                count=count,
+                partners=concerned,
+                subscriptions=subscribers,
+                actor=actor,
+                now=now,
+            )
     return RedriveResult(
         redriven=count,
         ids=chosen[:REDRIVE_MAX_IDS],
@@ -152,6 +183,16 @@ def _disabled(partner_ids: Sequence[str]) -> Conflict:
     )
 
 
+def _unavailable_subscriptions(subscription_ids: Sequence[uuid.UUID]) -> Conflict:
+    named = ", ".join(str(s) for s in subscription_ids)
+    return Conflict(
+        f"disabled or deleted subscription(s) {named}: enable with PATCH "
+        "/v1/subscriptions/{id} before redriving (a deleted subscription's dead letters "
+        "cannot be redriven)",
+        extra={"unavailable_subscriptions": [str(s) for s in subscription_ids]},
+    )
+
+
 def _skipped(ids: Sequence[uuid.UUID] | None, chosen: Sequence[uuid.UUID]) -> list[uuid.UUID]:
     if ids is None:
         return []
@@ -165,6 +206,7 @@ async def _audit(
     *,
     count: int,
     partners: Sequence[str],
+    subscriptions: Sequence[uuid.UUID] = (),
     actor: str,
     now: datetime,
 ) -> None:
@@ -177,13 +219,21 @@ async def _audit(
         # Bounded: the details of an entry must stay small (the chain hashes them).
         "partners": list(partners[:AUDIT_MAX_PARTNERS]),
     }
-    # One partner concerned: the entry is found by that partner's id, as its other changes are.
-    subject = partners[0] if len(partners) == 1 else None
+    if subscriptions or request.subscription is not None:
+        details["subscription"] = str(request.subscription) if request.subscription else None
+        details["subscriptions"] = [str(s) for s in subscriptions[:AUDIT_MAX_PARTNERS]]
+    # One destination concerned: the entry is found by its id, as its other changes are.
+    subject_type: str | None = None
+    subject: str | None = None
+    if len(partners) == 1 and not subscriptions:
+        subject_type, subject = "partner", partners[0]
+    elif len(subscriptions) == 1 and not partners:
+        subject_type, subject = "subscription", str(subscriptions[0])
     record = AuditRecord(
         action=AuditAction.ALTERATION,
         event="dead_letters.redriven",
         actor=actor,
-        subject_type="partner" if subject is not None else None,
+        subject_type=subject_type,
         subject_id=subject,
         details=details,
         occurred_at=now,

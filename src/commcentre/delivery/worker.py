@@ -4,11 +4,13 @@ import asyncio
 import signal
 
 import structlog
+from prometheus_client import start_http_server
 
 from commcentre.adapters.netguard import system_resolver
 from commcentre.bootstrap import (
     build_adapters,
     build_dispatcher,
+    build_housekeeper,
     build_http_client,
     build_vault,
     open_keyring,
@@ -16,6 +18,7 @@ from commcentre.bootstrap import (
 from commcentre.clock import utcnow
 from commcentre.config import Settings
 from commcentre.db import Database
+from commcentre.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -31,10 +34,20 @@ async def run_worker(settings: Settings) -> None:
     try:
         vault = build_vault(settings, open_keyring(settings))
         adapters = build_adapters(settings, http, system_resolver)
-        dispatcher = build_dispatcher(settings, db, vault, adapters, clock=utcnow)
+        metrics = Metrics()
+        if settings.worker_metrics_port is not None:
+            start_http_server(
+                settings.worker_metrics_port,
+                addr=settings.host,
+                registry=metrics.collecting_registry(),
+            )
+        dispatcher = build_dispatcher(settings, db, vault, adapters, clock=utcnow, metrics=metrics)
+        housekeeper = build_housekeeper(settings, db, clock=utcnow)
         await dispatcher.start()
+        await housekeeper.start()
         await stop.wait()
         log.info("worker_stopping")
+        await housekeeper.stop()
         await dispatcher.stop()
     finally:
         await http.aclose()

@@ -21,6 +21,7 @@ statement), on PostgreSQL an asyncpg session.
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from commcentre.delivery.repository import insert_deliveries
 from commcentre.errors import CommCentreError, Conflict, ServiceUnavailable, UnprocessableContent
 from commcentre.idempotency import repository as idempotency_repository
 from commcentre.messages import repository
+from commcentre.messages.kinds import kinds_of
+from commcentre.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -82,11 +85,13 @@ class IngestWriter:
         idempotency_ttl: timedelta,
         pool_size: int = 2,
         on_committed: Callable[[int], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._database_url = database_url
         self._pool_size = pool_size
         # Called from the writer thread with the number of new deliveries after each commit.
         self._on_committed = on_committed
+        self._metrics = metrics
         self._clock = clock
         self._batch_max = batch_max
         self._batch_wait = batch_wait
@@ -118,6 +123,11 @@ class IngestWriter:
             return
         self._loop.call_soon_threadsafe(self._stopped.set)
         await asyncio.to_thread(thread.join)
+
+    @property
+    def in_flight(self) -> int:
+        """Submissions with an Idempotency-Key queued or being written now."""
+        return len(self._in_flight)
 
     async def submit(self, pending: PendingMessage) -> IngestOutcome:
         """Queue a message and wait until it is durably committed (or refused)."""
@@ -226,6 +236,7 @@ class IngestWriter:
 
     async def _write(self, batch: Sequence[PendingMessage]) -> None:
         now = self._clock()
+        began = time.perf_counter()
         outcomes: list[tuple[PendingMessage, IngestOutcome | CommCentreError]] = []
         async with self._db.write_transaction() as session:
             keyed = [(p.client_id, p.idempotency_key) for p in batch if p.idempotency_key]
@@ -292,6 +303,12 @@ class IngestWriter:
                     ],
                 )
         # Committed: only now may anyone hear "accepted".
+        if self._metrics is not None:
+            self._metrics.ingest_commit_seconds.observe(time.perf_counter() - began)
+            self._metrics.ingest_batch_size.observe(len(fresh))
+            for pending in fresh:
+                kinds = kinds_of(pending.message_row["subject_kinds"])
+                self._metrics.accepted(pending.message_row["direction"], kinds)
         self.batches_written += 1
         self.messages_written += len(fresh)
         if self._on_committed is not None and fresh:

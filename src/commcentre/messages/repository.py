@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, Table, and_, exists, func, insert, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.db import WriteSession
+from commcentre.delivery.models import Delivery
 from commcentre.messages.models import Message, MessageIdentifier
 
 _messages = cast(Table, Message.__table__)
@@ -30,6 +31,10 @@ METADATA_COLUMNS = (
     Message.in_reply_to,
     Message.client_id,
     Message.created_at,
+    Message.source_partner_id,
+    Message.partner_ref,
+    Message.forwarded_from,
+    Message.seq,
 )
 
 
@@ -58,6 +63,7 @@ class MessageFilter:
     case_ref_digest: bytes | None = None
     since: datetime | None = None
     until: datetime | None = None
+    partner: str | None = None
 
 
 async def insert_messages(session: WriteSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -91,11 +97,15 @@ async def list_metadata(
     visibility: Visibility,
     filters: MessageFilter,
     *,
-    after: uuid.UUID | None,
+    after: int | None,
     descending: bool,
     limit: int,
 ) -> Sequence[Any]:
-    """One page of message metadata in id (= time) order."""
+    """One page of message metadata in seq order: the order messages were committed in.
+
+    Paging forward by seq never misses a message that commits later (Message.seq), so
+    `order=asc` with the cursor is a gap-free feed.
+    """
     conditions: list[ColumnElement[bool]] = [visibility.clause()]
     if filters.direction is not None:
         conditions.append(Message.direction == filters.direction)
@@ -108,16 +118,31 @@ async def list_metadata(
     if filters.until is not None:
         conditions.append(Message.created_at < filters.until)
     if filters.case_ref_digest is not None:
+        # The thread: messages with this case_ref, and replies that joined it without one
+        # (the identifier index covers messages stored before threads were recorded).
         conditions.append(
-            Message.id.in_(
-                select(MessageIdentifier.message_id).where(
-                    MessageIdentifier.digest == filters.case_ref_digest
-                )
+            or_(
+                Message.case_digest == filters.case_ref_digest,
+                Message.id.in_(
+                    select(MessageIdentifier.message_id).where(
+                        MessageIdentifier.digest == filters.case_ref_digest
+                    )
+                ),
+            )
+        )
+    if filters.partner is not None:
+        # Received from the partner, or sent (addressed) to it.
+        conditions.append(
+            or_(
+                Message.source_partner_id == filters.partner,
+                exists().where(
+                    Delivery.message_id == Message.id, Delivery.partner_id == filters.partner
+                ),
             )
         )
     if after is not None:
-        conditions.append(Message.id < after if descending else Message.id > after)
-    order = Message.id.desc() if descending else Message.id.asc()
+        conditions.append(Message.seq < after if descending else Message.seq > after)
+    order = Message.seq.desc() if descending else Message.seq.asc()
     result = await session.execute(
         select(*METADATA_COLUMNS).where(and_(*conditions)).order_by(order).limit(limit)
     )
@@ -155,38 +180,3 @@ async def find_by_digests(
     ).one()
     ids = (await session.execute(base.order_by(Message.id.desc()).limit(max_ids))).scalars().all()
     return DigestHits(int(summary[0]), summary[1], summary[2], list(ids))
-
-
-async def count_by_key_version(session: AsyncSession) -> dict[int, int]:
-    result = await session.execute(
-        select(Message.key_version, func.count()).group_by(Message.key_version)
-    )
-    return {int(version): int(count) for version, count in result.all()}
-
-
-async def sealed_batch_below(session: AsyncSession, version: int, *, limit: int) -> Sequence[Any]:
-    """Messages still sealed under a KEK older than `version`, oldest first."""
-    result = await session.execute(
-        select(Message.id, Message.enc_format, Message.key_version, Message.wrapped_key)
-        .where(Message.key_version < version)
-        .order_by(Message.id)
-        .limit(limit)
-    )
-    return result.all()
-
-
-async def update_wrapped_key(
-    session: AsyncSession,
-    message_id: uuid.UUID,
-    *,
-    old_version: int,
-    version: int,
-    wrapped_key: bytes,
-) -> bool:
-    """Swap the wrapped data key, unless another process already did."""
-    result = await session.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.key_version == old_version)
-        .values(key_version=version, wrapped_key=wrapped_key)
-    )
-    return bool(getattr(result, "rowcount", 0))

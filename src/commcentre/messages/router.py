@@ -8,7 +8,8 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import ValidationError
 
-from commcentre.auth.deps import BEARER_SECURITY, MessageReader, authorize
+from commcentre.audit.service import append
+from commcentre.auth.deps import BEARER_SECURITY, MessageReader, MessageWriter, authorize
 from commcentre.auth.scopes import Scope
 from commcentre.db import ReadSessionDep, SessionDep
 from commcentre.errors import (
@@ -23,12 +24,19 @@ from commcentre.errors import (
     validation_problem,
 )
 from commcentre.idempotency.headers import IdempotencyKeyHeader
-from commcentre.messages import service
+from commcentre.messages import forwarding, service
+from commcentre.messages.forwarding import ForwardRequest
 from commcentre.messages.identifiers import LookupRequest, normalize_identifier
 from commcentre.messages.repository import MessageFilter
 from commcentre.messages.schemas import Direction, MessageIn, SubjectKind
-from commcentre.messages.views import LookupResponse, MessageAccepted, MessageOut, MessageSummary
-from commcentre.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from commcentre.messages.views import (
+    ForwardAccepted,
+    LookupResponse,
+    MessageAccepted,
+    MessageOut,
+    MessagePage,
+)
+from commcentre.pagination import CursorQuery, LimitQuery, decode_cursor, encode_cursor
 from commcentre.routing.rules import UnroutableMessage
 from commcentre.runtime import Runtime, RuntimeDep
 
@@ -99,6 +107,11 @@ async def submit_message(
         decision = (await runtime.routing.snapshot()).route(message)
     except UnroutableMessage as exc:
         raise UnprocessableContent(f"the message routes nowhere: {exc.reason}") from None
+    thread = None
+    if message.in_reply_to is not None and message.case_ref is None:
+        # A reply without a case_ref joins the conversation of the message it answers.
+        async with runtime.db.read_sessions() as session:
+            thread = await service.thread_of(session, message)
     pending = service.prepare_outbound(
         message,
         principal=principal,
@@ -106,6 +119,7 @@ async def submit_message(
         vault=runtime.vault,
         destinations=decision.partners,
         now=runtime.clock(),
+        thread=thread,
     )
     outcome = await runtime.ingest.submit(pending)
     headers = {"Location": f"/v1/messages/{outcome.body['id']}"}
@@ -121,9 +135,16 @@ async def submit_message(
 
 @router.get(
     "/v1/messages",
-    response_model=Page[MessageSummary],
+    response_model=MessagePage,
     summary="List messages (metadata only)",
-    description="Newest first unless `order=asc`. Never returns payloads.",
+    description=(
+        "Newest first unless `order=asc`. Never returns payloads. Messages are listed in the "
+        "order they were committed: paging with `order=asc` and `next_cursor` is a feed that "
+        "never skips or repeats a message (keep the last cursor to resume; with "
+        "`direction=inbound` it is the pull feed of what partners sent). `case_ref` returns "
+        "a whole conversation: the messages with that case reference and the replies that "
+        "answer them."
+    ),
     responses=problem_responses(Forbidden, UnprocessableContent),
 )
 async def list_messages(
@@ -134,19 +155,26 @@ async def list_messages(
     status: Annotated[str | None, Query(max_length=32)] = None,
     subject_type: SubjectKind | None = None,
     case_ref: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    partner: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=63,
+            description="Received from this partner, or addressed to it.",
+        ),
+    ] = None,
     since: Annotated[str | None, Query(description="ISO 8601; created at or after.")] = None,
     until: Annotated[str | None, Query(description="ISO 8601; created before.")] = None,
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
     cursor: CursorQuery = None,
     limit: LimitQuery = 50,
-) -> Page[MessageSummary]:
-    after: uuid.UUID | None = None
+) -> MessagePage:
+    after: int | None = None
     if cursor is not None:
         position = decode_cursor(f"messages:{order}", cursor)
-        try:
-            after = uuid.UUID(str(position[0]))
-        except (ValueError, IndexError):
-            raise UnprocessableContent("cursor is not valid for this list") from None
+        if len(position) != 1 or not isinstance(position[0], int):
+            raise UnprocessableContent("cursor is not valid for this list")
+        after = position[0]
     filters = MessageFilter(
         direction=direction.value if direction else None,
         status=status,
@@ -156,8 +184,9 @@ async def list_messages(
         else None,
         since=_timestamp("since", since),
         until=_timestamp("until", until),
+        partner=partner,
     )
-    items = await service.list_messages(
+    rows = await service.list_messages(
         session,
         principal=principal,
         filters=filters,
@@ -165,10 +194,12 @@ async def list_messages(
         descending=order == "desc",
         limit=limit,
     )
-    next_cursor = (
-        encode_cursor(f"messages:{order}", [str(items[-1].id)]) if len(items) == limit else None
+    last = encode_cursor(f"messages:{order}", [rows[-1][0]]) if rows else cursor
+    return MessagePage(
+        items=[summary for _, summary in rows],
+        next_cursor=last if len(rows) == limit else None,
+        resume_cursor=(last or encode_cursor("messages:asc", [0])) if order == "asc" else None,
     )
-    return Page[MessageSummary](items=items, next_cursor=next_cursor)
 
 
 @router.get(
@@ -200,6 +231,91 @@ async def read_message(
     # The consultation is on record before anything is disclosed.
     await session.commit()
     return view
+
+
+@router.post(
+    "/v1/messages/{message_id}/forward",
+    status_code=202,
+    response_model=ForwardAccepted,
+    summary="Forward a received message to other partners",
+    description=(
+        "Sends a copy of a message a partner sent us on to other partners, if its handling "
+        "codes allow it. H2 (no dissemination without the provider's consent) and H3 (other "
+        "restriction) allow no forward except back to the originator: 403, naming the code, "
+        "and the refused attempt is audited. H0 and H1 travel with the copy; H1 is named in "
+        "its markings. The copy joins the original's thread and names it in `forwarded_from`. "
+        "Needs `X-Justification` (recorded with the forward)."
+    ),
+    responses=problem_responses(
+        Forbidden, NotFound, Conflict, UnprocessableContent, ServiceUnavailable
+    ),
+    openapi_extra=BEARER_SECURITY,
+)
+async def forward_message(
+    message_id: uuid.UUID,
+    body: ForwardRequest,
+    principal: MessageWriter,
+    justification: JustificationHeader,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    async with runtime.db.read_sessions() as session:
+        original = await service.get_visible(session, message_id, principal=principal)
+    if original.direction != "inbound":
+        raise Conflict(
+            f"message {message_id} was not received from a partner: only received messages "
+            "are forwarded; submit a new message instead"
+        )
+    partners = list(dict.fromkeys(body.partners))
+    snapshot = await runtime.routing.snapshot()
+    unknown = [p for p in partners if p not in snapshot.partners]
+    if unknown:
+        raise UnprocessableContent(f"unknown partners: {', '.join(unknown)}")
+    disabled = [p for p in partners if not snapshot.partners[p].enabled]
+    if disabled:
+        raise Conflict(f"partners are disabled: {', '.join(disabled)}")
+    now = runtime.clock()
+    refusal = forwarding.forwarding_refusal(
+        original.handling_codes, originator=original.source_partner_id, destinations=partners
+    )
+    if refusal is not None:
+        async with runtime.db.write_sessions() as session, session.begin():
+            await append(
+                session,
+                [
+                    forwarding.refusal_record(
+                        refusal,
+                        message_id=message_id,
+                        principal=principal,
+                        justification=justification,
+                        now=now,
+                    )
+                ],
+                now=now,
+            )
+        raise Forbidden(refusal.detail)
+    content = service.unseal(original, vault=runtime.vault).content
+    pending = forwarding.prepare_forward(
+        content,
+        original_id=original.id,
+        thread=original.case_digest,
+        partners=partners,
+        principal=principal,
+        justification=justification,
+        idempotency_key=idempotency_key,
+        vault=runtime.vault,
+        now=now,
+    )
+    outcome = await runtime.ingest.submit(pending)
+    headers = {"Location": f"/v1/messages/{outcome.body['id']}"}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(
+        orjson.dumps(outcome.body),
+        status_code=outcome.status_code,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 @router.post(

@@ -1,8 +1,8 @@
 """Message rules: sealing, ownership, consultation and lookups."""
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,16 +25,16 @@ from commcentre.messages.identifiers import (
     query_tokens,
 )
 from commcentre.messages.ingest import PendingMessage
+from commcentre.messages.kinds import kind_bits as kind_bits
+from commcentre.messages.kinds import kinds_of as kinds_of
 from commcentre.messages.models import Message
 from commcentre.messages.repository import MessageFilter, Visibility
-from commcentre.messages.schemas import MessageIn, SubjectKind
+from commcentre.messages.schemas import MessageIn
 from commcentre.messages.views import LookupHit, LookupResponse, MessageOut, MessageSummary
 
 ENVELOPE_CONTEXT = "message"
 SUBMIT_OPERATION = "POST /v1/messages"
 LOOKUP_MAX_IDS = 20
-
-_KIND_BITS = {kind: 1 << i for i, kind in enumerate(SubjectKind)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,20 +44,15 @@ class MessageVault:
     envelope: Envelope
     blind_index: BlindIndex
     retention: timedelta
+    # Per legal basis (Settings.retention_days); `retention` for the others.
+    retention_by_basis: Mapping[str, timedelta] = field(default_factory=dict)
+
+    def purge_after(self, legal_basis: str, received: datetime) -> datetime:
+        """When a message under this legal basis is to be erased."""
+        return received + self.retention_by_basis.get(legal_basis, self.retention)
 
     def case_ref_digest(self, case_ref: str) -> bytes:
         return self.blind_index.digest(IdentifierKind.CASE_REF, normalize_identifier(case_ref))
-
-
-def kind_bits(kinds: Sequence[str]) -> int:
-    bits = 0
-    for kind in kinds:
-        bits |= _KIND_BITS[SubjectKind(kind)]
-    return bits
-
-
-def kinds_of(bits: int) -> list[SubjectKind]:
-    return [kind for kind, bit in _KIND_BITS.items() if bits & bit]
 
 
 def visibility_for(principal: Principal) -> Visibility:
@@ -76,12 +71,16 @@ def prepare_outbound(
     vault: MessageVault,
     destinations: Sequence[str],
     now: datetime,
+    thread: bytes | None = None,
 ) -> PendingMessage:
     """Seal, index and address a validated message; nothing is written yet.
 
     `destinations` are the partner ids routing chose: one outbox row each.
+    `thread` is the case_ref digest of the message it answers, for a reply
+    without a case_ref of its own (see `thread_of`).
     """
     message_id = new_id()
+    case_digest = thread_digest(message, vault=vault, inherited=thread)
     canonical = message.model_dump_json(exclude_none=True).encode()
     sealed = vault.envelope.seal(canonical, record_id=message_id, context=ENVELOPE_CONTEXT)
     kinds = sorted({subject.kind for subject in message.subjects})
@@ -98,9 +97,10 @@ def prepare_outbound(
         "subject_kinds": kind_bits(kinds),
         "status": "accepted",
         "in_reply_to": message.in_reply_to,
+        "case_digest": case_digest,
         "client_id": principal.client_id,
         "created_at": now,
-        "purge_after": now + vault.retention,
+        "purge_after": vault.purge_after(message.legal_basis, now),
         "enc_format": sealed.format_version,
         "key_version": sealed.key_version,
         "wrapped_key": sealed.wrapped_key,
@@ -154,6 +154,22 @@ def prepare_outbound(
     )
 
 
+def thread_digest(
+    message: MessageIn, *, vault: MessageVault, inherited: bytes | None
+) -> bytes | None:
+    """The thread a message belongs to: its own case_ref, else the one it answers."""
+    if message.case_ref is not None and normalize_identifier(message.case_ref):
+        return vault.case_ref_digest(message.case_ref)
+    return inherited
+
+
+async def thread_of(session: AsyncSession, message: MessageIn) -> bytes | None:
+    """The thread a reply without a case_ref inherits from the message it answers."""
+    if message.case_ref is not None or message.in_reply_to is None:
+        return None
+    return await repository.case_digest_of(session, message.in_reply_to)
+
+
 def summary_of(row: Any) -> MessageSummary:
     return MessageSummary(
         id=row.id,
@@ -168,6 +184,9 @@ def summary_of(row: Any) -> MessageSummary:
         status=row.status,
         in_reply_to=row.in_reply_to,
         submitted_by=row.client_id,
+        received_from=row.source_partner_id,
+        partner_ref=row.partner_ref,
+        forwarded_from=row.forwarded_from,
         created_at=row.created_at,
     )
 
@@ -232,14 +251,15 @@ async def list_messages(
     *,
     principal: Principal,
     filters: MessageFilter,
-    after: uuid.UUID | None,
+    after: int | None,
     descending: bool,
     limit: int,
-) -> list[MessageSummary]:
+) -> list[tuple[int, MessageSummary]]:
+    """One page, each summary with its seq (the cursor position)."""
     rows = await repository.list_metadata(
         session, visibility_for(principal), filters, after=after, descending=descending, limit=limit
     )
-    return [summary_of(row) for row in rows]
+    return [(row.seq, summary_of(row)) for row in rows]
 
 
 async def lookup(

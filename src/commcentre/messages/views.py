@@ -6,6 +6,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from commcentre.messages.schemas import MessageIn, SubjectKind
+from commcentre.pagination import Page
 
 
 class DeliveryRef(BaseModel):
@@ -36,6 +37,16 @@ class MessageAccepted(BaseModel):
     )
 
 
+class ForwardAccepted(MessageAccepted):
+    """The answer to an accepted forward: the copy is stored and queued."""
+
+    forwarded_from: uuid.UUID = Field(description="The received message that was copied.")
+    markings: list[str] = Field(
+        default_factory=list,
+        description="Handling restrictions the copy carries in words (H1 is always named).",
+    )
+
+
 class MessageSummary(BaseModel):
     """Routing metadata of a message: what a listing shows; never the payload."""
 
@@ -51,6 +62,11 @@ class MessageSummary(BaseModel):
     status: str
     in_reply_to: uuid.UUID | None
     submitted_by: uuid.UUID | None = Field(description="The API client that submitted it.")
+    received_from: str | None = Field(None, description="Inbound: the partner that sent it.")
+    partner_ref: str | None = Field(None, description="Inbound: the partner's own id of it.")
+    forwarded_from: uuid.UUID | None = Field(
+        None, description="A forwarded copy: the received message it was made from."
+    )
     created_at: datetime
 
 
@@ -90,3 +106,15 @@ class LookupResponse(BaseModel):
     )
 
     results: list[LookupHit]
+
+
+class MessagePage(Page[MessageSummary]):
+    """A page of messages; with `order=asc` also where to resume for what arrives later."""
+
+    resume_cursor: str | None = Field(
+        None,
+        description=(
+            "order=asc only, present on every page, the last one included: pass it later to "
+            "get what was committed after this page (the pull feed)."
+        ),
+    )

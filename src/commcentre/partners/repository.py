@@ -3,7 +3,7 @@
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.partners.models import Partner
@@ -49,16 +49,3 @@ async def list_page(session: AsyncSession, *, after: str | None, limit: int) -> 
 async def routing_entries(session: AsyncSession) -> Sequence[Any]:
     """id, country, channels and enabled of every partner."""
     return (await session.execute(select(*ROUTING_COLUMNS).order_by(Partner.id))).all()
-
-
-async def sealed_below(session: AsyncSession, version: int) -> Sequence[Partner]:
-    """Partners whose config is sealed under a KEK older than `version`."""
-    result = await session.execute(select(Partner).where(Partner.key_version < version))
-    return result.scalars().all()
-
-
-async def count_by_key_version(session: AsyncSession) -> dict[int, int]:
-    result = await session.execute(
-        select(Partner.key_version, func.count()).group_by(Partner.key_version)
-    )
-    return {int(version): int(count) for version, count in result.all()}

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.adapters.base import AdapterConfigError, PartnerView
 from commcentre.audit.service import AuditAction, AuditRecord, append
-from commcentre.crypto import CryptoError, Envelope, SealedPayload
+from commcentre.crypto import CryptoError, Envelope
 from commcentre.errors import Conflict, NotFound
 from commcentre.ids import new_id
 from commcentre.partners import repository, sealing
@@ -287,24 +287,3 @@ async def _changed(
         occurred_at=now,
     )
     await append(session, [record], now=now)
-
-
-async def rewrap_partners(session: AsyncSession, envelope: Envelope, *, target_version: int) -> int:
-    """Move every partner's sealed config to the KEK `target_version` (flushes only).
-
-    Like messages, only the wrapped data key changes; the config is never opened.
-    """
-    moved = 0
-    for partner in await repository.sealed_below(session, target_version):
-        sealed = SealedPayload(
-            format_version=partner.enc_format,
-            key_version=partner.key_version,
-            wrapped_key=partner.wrapped_key,
-            ciphertext=b"",
-        )
-        fresh = envelope.rewrap(sealed, record_id=partner.uid, context=sealing.ENVELOPE_CONTEXT)
-        partner.key_version = fresh.key_version
-        partner.wrapped_key = fresh.wrapped_key
-        moved += 1
-    await session.flush()
-    return moved

@@ -5,6 +5,7 @@ claims no conformance to Europol's SIENA or to UMF, for which no public schema
 exists.
 """
 
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, Field, StringConstraints
@@ -15,7 +16,8 @@ from commcentre.adapters.base import (
     PartnerView,
     PermanentDeliveryError,
 )
-from commcentre.adapters.europol.format import to_wire
+from commcentre.adapters.europol.format import from_wire, to_wire
+from commcentre.adapters.formats import ParsedInbound
 from commcentre.adapters.http import HttpPushAdapter, HttpPushConfig
 
 __all__ = ["EuropolAdapter", "EuropolConfig"]
@@ -44,3 +46,7 @@ class EuropolAdapter(HttpPushAdapter):
         if not isinstance(config, EuropolConfig):
             raise PermanentDeliveryError("partner config is not a europol config")
         return to_wire(message, delivery_id=delivery.delivery_id, sender=config.sender_unit)
+
+    def parse_inbound(self, document: Mapping[str, Any], partner: PartnerView) -> ParsedInbound:
+        """Read a SIENA-like document the partner pushed; `WireFormatError` names the JSON paths."""
+        return from_wire(document)

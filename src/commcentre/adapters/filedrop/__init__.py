@@ -12,8 +12,9 @@ import contextlib
 import errno
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -22,11 +23,13 @@ from commcentre.adapters.base import (
     AdapterContext,
     DeliveryContext,
     DeliveryReceipt,
+    InboundNotSupportedError,
     OutboundMessage,
     PartnerView,
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
+from commcentre.adapters.formats import ParsedInbound
 from commcentre.adapters.http import encrypt_for_partner, message_data
 
 __all__ = ["FiledropAdapter", "FiledropConfig"]
@@ -107,3 +110,7 @@ class FiledropAdapter:
             reason = exc.strerror or type(exc).__name__  # never the path or the data
             raise RetryableDeliveryError(f"file drop failed: {reason}") from exc
         return DeliveryReceipt(partner_ref=name, detail="file dropped")
+
+    def parse_inbound(self, document: Mapping[str, Any], partner: PartnerView) -> ParsedInbound:
+        """Filedrop partners collect files; they never push messages to us."""
+        raise InboundNotSupportedError("filedrop partners do not push messages")

@@ -4,6 +4,7 @@ commcentre's own I-24/7-like format (see `format`); it claims no conformance to
 Interpol's I-24/7, for which no public schema exists.
 """
 
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, Field, StringConstraints
@@ -14,8 +15,9 @@ from commcentre.adapters.base import (
     PartnerView,
     PermanentDeliveryError,
 )
+from commcentre.adapters.formats import ParsedInbound
 from commcentre.adapters.http import HttpPushAdapter, HttpPushConfig
-from commcentre.adapters.interpol.format import to_wire
+from commcentre.adapters.interpol.format import from_wire, to_wire
 
 __all__ = ["InterpolAdapter", "InterpolConfig"]
 
@@ -43,3 +45,7 @@ class InterpolAdapter(HttpPushAdapter):
         if not isinstance(config, InterpolConfig):
             raise PermanentDeliveryError("partner config is not an interpol config")
         return to_wire(message, delivery_id=delivery.delivery_id, sender=config.ncb_code)
+
+    def parse_inbound(self, document: Mapping[str, Any], partner: PartnerView) -> ParsedInbound:
+        """Read an interpol-like document the partner pushed; `WireFormatError` names paths."""
+        return from_wire(document)

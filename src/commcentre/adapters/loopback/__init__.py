@@ -4,12 +4,15 @@ This is the one adapter allowed to hold mutable state: a per-instance store
 of what it received, keyed by partner id. Nothing is deduplicated, so the
 at-least-once nature of delivery stays visible (a retried delivery shows up
 twice). It can be told, per partner, to fail in each way the dispatcher must
-handle, and to take its time.
+handle, and to take its time. What a loopback partner pushes to us is read as
+the webhook event (`{"type", "id", "timestamp", "data"}`), so tests and demos
+can play the partner's side too.
 """
 
 import asyncio
 import uuid
-from typing import ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +26,8 @@ from commcentre.adapters.base import (
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
+from commcentre.adapters.formats import ParsedInbound
+from commcentre.adapters.webhook import parse_event
 
 __all__ = ["LoopbackAdapter", "LoopbackConfig"]
 
@@ -70,3 +75,7 @@ class LoopbackAdapter:
             raise PartnerGoneError("loopback partner configured to be gone", status_code=410)
         self._received.setdefault(partner.id, []).append((delivery.delivery_id, message))
         return DeliveryReceipt(partner_ref=str(delivery.delivery_id), detail="stored in memory")
+
+    def parse_inbound(self, document: Mapping[str, Any], partner: PartnerView) -> ParsedInbound:
+        """Read a pushed webhook event (the shape the webhook adapter sends)."""
+        return parse_event(document)

@@ -4,6 +4,7 @@ commcentre's own SIRENE-like format (see `format`); it claims no conformance to
 the SIRENE forms of the SIRENE Manual, for which no public schema exists.
 """
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
@@ -14,8 +15,9 @@ from commcentre.adapters.base import (
     PartnerView,
     PermanentDeliveryError,
 )
+from commcentre.adapters.formats import ParsedInbound
 from commcentre.adapters.http import HttpPushAdapter, HttpPushConfig
-from commcentre.adapters.sirene.format import SireneForm, to_wire
+from commcentre.adapters.sirene.format import SireneForm, from_wire, to_wire
 from commcentre.messages.schemas import CountryCode
 
 __all__ = ["SireneAdapter", "SireneConfig"]
@@ -50,3 +52,7 @@ class SireneAdapter(HttpPushAdapter):
             sender=config.sirene_bureau,
             default_form=config.default_form,
         )
+
+    def parse_inbound(self, document: Mapping[str, Any], partner: PartnerView) -> ParsedInbound:
+        """Read a SIRENE-like form the partner pushed; `WireFormatError` names the JSON paths."""
+        return from_wire(document)

@@ -1,0 +1,155 @@
+"""HTTP route of partner pushes: POST /v1/inbound/{partner_id} (Standard Webhooks)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Request, Response
+
+from commcentre.crypto.keyring import ExchangeKeyProvider
+from commcentre.errors import (
+    CommCentreError,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    UnprocessableContent,
+    UnsupportedMediaType,
+    problem_responses,
+)
+from commcentre.inbound import service
+from commcentre.inbound.schemas import InboundReceipt
+from commcentre.inbound.signature import read_headers
+from commcentre.runtime import Runtime, RuntimeDep
+
+# Labels of commcentre_inbound_refused, by the status of the refusal.
+_REFUSAL_REASONS = {
+    401: "signature",
+    404: "partner",
+    409: "partner",
+    415: "payload",
+    422: "payload",
+}
+
+router = APIRouter(tags=["inbound"])
+
+DESCRIPTION = """\
+A partner pushes a message to us. No API key: the request is authenticated by its
+[Standard Webhooks](https://www.standardwebhooks.com/) signature, checked before the
+body is read:
+
+- `webhook-id`: the partner's unique id of this push (1..255 printable ASCII), the same
+  on every retry of it;
+- `webhook-timestamp`: integer seconds since the epoch, within
+  `COMMCENTRE_INBOUND_TOLERANCE_SECONDS` (default 300) of our clock, either way;
+- `webhook-signature`: space-separated `v1,<base64>` entries, each the HMAC-SHA256 of
+  `{webhook-id}.{webhook-timestamp}.{raw body}` under a `whsec_` signing secret of the
+  partner (the key is the base64 after the prefix). One matching entry, under any of
+  the partner's current secrets, is enough: during a rotation the partner signs with both.
+
+The body is the partner's document in its adapter's format (docs/partners.md):
+`application/json` as is, or `application/jose`: a compact JWE to one of our exchange keys
+(`commcentre keys public` prints them; `alg` ECDH-ES+A256KW or ECDH-ES, `enc` A256GCM, no
+`zip`). The signature covers the body as sent (the JWE string).
+
+Answers: **202** stored (sealed, audited, fanned out to subscribers); **200** this
+webhook-id was received from this partner before, nothing new stored, the same `id`;
+**401** a header is missing or malformed, the timestamp is out of tolerance, or no
+signature matches; **404** no enabled partner with this id; **409** the partner does not
+push messages (e.g. filedrop); **413** body too large; **415** another content type;
+**422** the JWE is refused or the document does not fit the format (`errors` name JSON
+paths, never values). Nothing is stored on any refusal.
+"""
+
+_HEADER_DOC = "Standard Webhooks header (see the description); a missing one answers 401."
+
+
+@router.post(
+    "/v1/inbound/{partner_id}",
+    status_code=202,
+    response_model=InboundReceipt,
+    summary="Receive a message a partner pushes (Standard Webhooks)",
+    description=DESCRIPTION,
+    responses={
+        200: {
+            "model": InboundReceipt,
+            "description": "A duplicate: this webhook-id was received before; nothing stored.",
+        },
+        **problem_responses(
+            NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType, UnprocessableContent
+        ),
+    },
+    openapi_extra={
+        "security": [],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "description": "The partner's document in its adapter's format.",
+                    }
+                },
+                "application/jose": {
+                    "schema": {
+                        "type": "string",
+                        "description": "A compact JWE (ECDH-ES+A256KW, A256GCM) of that "
+                        "document, to one of our exchange keys.",
+                    }
+                },
+            },
+        },
+    },
+)
+async def receive_inbound(
+    partner_id: Annotated[str, Path(description="The partner's id in our registry.")],
+    request: Request,
+    runtime: RuntimeDep,
+    webhook_id: Annotated[str | None, Header(alias="webhook-id", description=_HEADER_DOC)] = None,
+    webhook_timestamp: Annotated[
+        str | None, Header(alias="webhook-timestamp", description=_HEADER_DOC)
+    ] = None,
+    webhook_signature: Annotated[
+        str | None, Header(alias="webhook-signature", description=_HEADER_DOC)
+    ] = None,
+) -> Response:
+    try:
+        outcome = await _receive(
+            partner_id, request, runtime, webhook_id, webhook_timestamp, webhook_signature
+        )
+    except CommCentreError as exc:
+        runtime.metrics.inbound_refused.labels(_REFUSAL_REASONS.get(exc.status, "other")).inc()
+        raise
+    if outcome.subject_kinds:
+        runtime.metrics.accepted("inbound", outcome.subject_kinds)
+    return Response(
+        outcome.receipt.model_dump_json(),
+        status_code=outcome.status_code,
+        media_type="application/json",
+    )
+
+
+async def _receive(
+    partner_id: str,
+    request: Request,
+    runtime: Runtime,
+    webhook_id: str | None,
+    webhook_timestamp: str | None,
+    webhook_signature: str | None,
+) -> service.InboundOutcome:
+    headers = read_headers(webhook_id, webhook_timestamp, webhook_signature)
+    body = await request.body()
+    dispatcher = runtime.dispatcher
+    keys = runtime.keys
+    services = service.InboundServices(
+        db=runtime.db,
+        vault=runtime.vault,
+        adapters=runtime.adapters,
+        exchange_keys=keys if isinstance(keys, ExchangeKeyProvider) else None,
+        tolerance_seconds=runtime.settings.inbound_tolerance_seconds,
+        on_committed=dispatcher.wake if dispatcher is not None else None,
+    )
+    push = service.InboundPush(
+        partner_id=partner_id,
+        headers=headers,
+        content_type=request.headers.get("content-type", ""),
+        body=body,
+    )
+    return await service.receive(services, push, now=runtime.clock())

@@ -1,0 +1,321 @@
+"""Inbound rules: verify a partner's push, deduplicate it, read it, store it sealed.
+
+The order is what keeps refusals cheap and storage-free:
+
+1. headers and timestamp (401), the partner (404, the same for unknown and
+   disabled), the signature over the raw body (401): nothing parsed yet;
+2. the inbox: a webhook-id already received answers 200 with the stored id;
+3. the body: `application/json` as is, `application/jose` decrypted (422),
+   anything else 415; then the partner's adapter reads it (422 with paths);
+4. one write transaction: audit entry first (its seq orders the pull feed),
+   message, blind-index rows, inbox row, subscriber deliveries. The inbox's
+   unique (partner, webhook-id) is the real guard: a concurrent duplicate that
+   loses the race rolls back and answers 200 like any other.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import SecretStr
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commcentre.adapters.base import AdapterConfigError, InboundNotSupportedError, PartnerView
+from commcentre.adapters.formats import ParsedInbound, WireFormatError
+from commcentre.adapters.registry import AdapterRegistry
+from commcentre.audit.service import AuditAction, AuditRecord, append
+from commcentre.crypto import CryptoError
+from commcentre.crypto.keyring import ExchangeKeyProvider
+from commcentre.db import Database
+from commcentre.delivery.repository import insert_deliveries
+from commcentre.errors import (
+    Conflict,
+    FieldError,
+    NotFound,
+    UnprocessableContent,
+    UnsupportedMediaType,
+)
+from commcentre.ids import new_id
+from commcentre.inbound import decryption, repository
+from commcentre.inbound.schemas import InboundReceipt
+from commcentre.inbound.signature import WebhookHeaders, check_timestamp, verify_signature
+from commcentre.messages import repository as messages_repository
+from commcentre.messages.identifiers import message_tokens
+from commcentre.messages.service import ENVELOPE_CONTEXT, MessageVault, kind_bits
+from commcentre.partners import repository as partners_repository
+from commcentre.partners import sealing
+from commcentre.partners.models import Partner
+from commcentre.partners.service import partner_view
+from commcentre.requests.automation import open_from_inbound
+from commcentre.subscriptions.fanout import deliveries_for
+
+RECEIVED = "received"
+RECEIVED_EVENT = "message.received"
+JSON_TYPE = "application/json"
+JOSE_TYPE = "application/jose"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundPush:
+    """One POST to /v1/inbound/{partner_id}, as received."""
+
+    partner_id: str
+    headers: WebhookHeaders
+    content_type: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class InboundOutcome:
+    """202 for a new message, 200 for a duplicate."""
+
+    status_code: int
+    receipt: InboundReceipt
+    # The subject kinds of a newly stored message (metrics); empty for a duplicate.
+    subject_kinds: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InboundServices:
+    """What receiving needs of the process (built in the lifespan)."""
+
+    db: Database
+    vault: MessageVault
+    adapters: AdapterRegistry
+    exchange_keys: ExchangeKeyProvider | None
+    tolerance_seconds: int
+    # Called after a commit that queued subscriber deliveries (wakes the dispatcher).
+    on_committed: Callable[[], None] | None = None
+
+
+def _unknown_partner() -> NotFound:
+    # One answer for unknown and disabled partners: the caller learns nothing of which.
+    return NotFound("no partner receives webhooks at this address")
+
+
+async def receive(services: InboundServices, push: InboundPush, *, now: datetime) -> InboundOutcome:
+    """Verify, deduplicate, read and store one push; raises a CommCentreError on refusal."""
+    check_timestamp(push.headers.timestamp, now=now, tolerance_seconds=services.tolerance_seconds)
+    async with services.db.read_sessions() as session:
+        partner = await _verified_partner(session, push, services)
+        seen = await repository.find(session, partner.id, push.headers.webhook_id)
+    if seen is not None:
+        return _duplicate(seen)
+    view, reader = _reader(partner, services)
+    document = _document(push, services.exchange_keys)
+    parsed = _parse(reader, document, view, adapter=partner.adapter)
+    return await _store(services, partner, push, parsed, now=now)
+
+
+async def _verified_partner(
+    session: AsyncSession, push: InboundPush, services: InboundServices
+) -> Partner:
+    if len(push.partner_id) > 63:
+        raise _unknown_partner()
+    partner = await partners_repository.get(session, push.partner_id)
+    if partner is None or not partner.enabled:
+        raise _unknown_partner()
+    try:
+        secrets = sealing.open_sealed(services.vault.envelope, partner).signing_secrets
+    except CryptoError:
+        raise Conflict(
+            "the partner's signing secrets cannot be opened here; an operator must fix them"
+        ) from None
+    verify_signature(push.headers, push.body, [SecretStr(s) for s in secrets])
+    return partner
+
+
+Reader = Callable[[dict[str, Any], PartnerView], ParsedInbound]
+
+
+def _reader(partner: Partner, services: InboundServices) -> tuple[PartnerView, Reader]:
+    """The partner as its adapter sees it, and the adapter's `parse_inbound`."""
+    try:
+        adapter = services.adapters.get(partner.adapter)
+        view = partner_view(partner, envelope=services.vault.envelope, registry=services.adapters)
+    except (AdapterConfigError, CryptoError):
+        raise Conflict(
+            f"partner {partner.id}'s adapter or config cannot be used; an operator must fix it"
+        ) from None
+    reader: Reader | None = getattr(adapter, "parse_inbound", None)
+    if reader is None:
+        raise _not_pushing(partner.adapter)
+    return view, reader
+
+
+def _not_pushing(adapter: str) -> Conflict:
+    return Conflict(f"this partner does not push messages (its adapter, {adapter}, only receives)")
+
+
+def _document(push: InboundPush, keys: ExchangeKeyProvider | None) -> dict[str, Any]:
+    """The JSON object in the body, decrypted first when it is a JWE."""
+    media_type = push.content_type.split(";")[0].strip().lower()
+    if media_type == JSON_TYPE:
+        raw = push.body
+    elif media_type == JOSE_TYPE:
+        raw = decryption.decrypt(push.body, keys)
+    else:
+        raise UnsupportedMediaType(
+            "send application/json, or application/jose (a compact JWE to our exchange key)"
+        )
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UnprocessableContent(
+            "the body is not JSON",
+            errors=[FieldError(loc=["body"], msg="invalid JSON", type="json_invalid")],
+        ) from None
+    if not isinstance(document, dict):
+        raise UnprocessableContent(
+            "the body must be a JSON object",
+            errors=[FieldError(loc=["body", "$"], msg="must be an object", type="model_type")],
+        )
+    return document
+
+
+def _parse(
+    reader: Reader, document: dict[str, Any], partner: PartnerView, *, adapter: str
+) -> ParsedInbound:
+    try:
+        return reader(document, partner)
+    except InboundNotSupportedError:
+        raise _not_pushing(adapter) from None
+    except WireFormatError as exc:
+        # Paths into the partner's document and messages that never quote a value.
+        errors = [
+            FieldError(loc=["body", p.path], msg=p.message, type="wire_format")
+            for p in exc.problems
+        ]
+        count = len(errors)
+        raise UnprocessableContent(
+            f"the document does not fit the {adapter} format: {count} problem"
+            f"{'s' if count != 1 else ''}, the first at {exc.path}",
+            errors=errors,
+        ) from None
+
+
+def _duplicate(seen: repository.Received) -> InboundOutcome:
+    receipt = InboundReceipt(id=seen.message_id, duplicate=True, received_at=seen.received_at)
+    return InboundOutcome(200, receipt)
+
+
+async def _store(
+    services: InboundServices,
+    partner: Partner,
+    push: InboundPush,
+    parsed: ParsedInbound,
+    *,
+    now: datetime,
+) -> InboundOutcome:
+    vault, message = services.vault, parsed.message
+    message_id = new_id()
+    sealed = vault.envelope.seal(
+        message.model_dump_json(exclude_none=True).encode(),
+        record_id=message_id,
+        context=ENVELOPE_CONTEXT,
+    )
+    kinds = sorted({subject.kind for subject in message.subjects})
+    digests = {vault.blind_index.digest(kind, token) for kind, token in message_tokens(message)}
+    row: dict[str, Any] = {
+        "id": message_id,
+        "direction": "inbound",
+        "type": message.type.value,
+        "channel": message.channel.value if message.channel else None,
+        "recipients": list(message.recipients),
+        "priority": message.priority.value,
+        "legal_basis": message.legal_basis,
+        "handling_codes": [code.value for code in message.handling_codes],
+        "subject_kinds": kind_bits(kinds),
+        "status": RECEIVED,
+        "in_reply_to": message.in_reply_to,
+        "source_partner_id": partner.id,
+        "partner_ref": parsed.partner_ref,
+        "forwarded_from": None,
+        "client_id": None,
+        "created_at": now,
+        "purge_after": vault.purge_after(message.legal_basis, now),
+        "enc_format": sealed.format_version,
+        "key_version": sealed.key_version,
+        "wrapped_key": sealed.wrapped_key,
+        "ciphertext": sealed.ciphertext,
+    }
+    audit = AuditRecord(
+        action=AuditAction.COLLECTION,
+        event=RECEIVED_EVENT,
+        actor=f"partner:{partner.id}",
+        subject_type="message",
+        subject_id=str(message_id),
+        details={
+            "direction": "inbound",
+            "type": message.type.value,
+            "subject_kinds": kinds,
+            "partner": partner.id,
+        },
+        occurred_at=now,
+    )
+    webhook_id = push.headers.webhook_id
+    try:
+        async with services.db.write_sessions() as session, session.begin():
+            # Another request may have committed it since our read: cheap to ask again.
+            seen = await repository.find(session, partner.id, webhook_id)
+            if seen is not None:
+                return _duplicate(seen)
+            row["case_digest"] = await _thread(session, vault, parsed)
+            # The audit entry first: its seq, handed out under the chain head's lock, is
+            # the message's place in commit order (Message.seq, the pull feed).
+            (row["seq"],) = await append(session, [audit], now=now)
+            await messages_repository.insert_messages(session, [row])
+            await messages_repository.insert_identifiers(
+                session, [{"message_id": message_id, "digest": d} for d in digests]
+            )
+            await repository.insert_entry(
+                session,
+                {
+                    "id": new_id(),
+                    "partner_id": partner.id,
+                    "webhook_id": webhook_id,
+                    "message_id": message_id,
+                    "received_at": now,
+                },
+            )
+            deliveries = await deliveries_for(session, row, now=now)
+            await insert_deliveries(session, deliveries)
+            # A SIRENE request or hit opens a supplementary-information request; a reply
+            # carrying a known reference answers one.
+            await open_from_inbound(
+                session,
+                message_id=message_id,
+                content=message,
+                source_partner_id=partner.id,
+                received_at=now,
+                envelope=vault.envelope,
+            )
+    except IntegrityError:
+        # Lost the race on the inbox key to a concurrent push of the same webhook-id.
+        async with services.db.read_sessions() as session:
+            seen = await repository.find(session, partner.id, webhook_id)
+        if seen is None:
+            raise Conflict("the message conflicts with stored data") from None
+        return _duplicate(seen)
+    if deliveries and services.on_committed is not None:
+        services.on_committed()
+    return InboundOutcome(
+        202,
+        InboundReceipt(id=message_id, duplicate=False, received_at=now),
+        subject_kinds=tuple(kinds),
+    )
+
+
+async def _thread(
+    session: AsyncSession, vault: MessageVault, parsed: ParsedInbound
+) -> bytes | None:
+    """The case digest: the message's own case_ref, else the thread of what it answers."""
+    message = parsed.message
+    if message.case_ref is not None:
+        return vault.case_ref_digest(message.case_ref)
+    if message.in_reply_to is not None:
+        return await messages_repository.case_digest_of(session, message.in_reply_to)
+    return None

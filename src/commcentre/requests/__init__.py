@@ -1,0 +1,1 @@
+"""Supplementary-information requests: state machine, legal time limits, EAW follow-up."""

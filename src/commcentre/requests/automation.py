@@ -1,0 +1,366 @@
+"""Hooks other parts of the system call: inbound messages open or answer requests, and
+overdue requests are escalated.
+
+Both only flush: `open_from_inbound` runs inside the inbound write transaction;
+`escalate_overdue` runs its own transaction (the dispatcher loop calls it).
+"""
+
+import re
+import uuid
+from calendar import monthrange
+from datetime import UTC, date, datetime
+
+from commcentre.audit.service import AuditAction, append
+from commcentre.crypto import Envelope
+from commcentre.db import Database, WriteSession
+from commcentre.ids import new_id
+from commcentre.messages.identifiers import normalize_identifier
+from commcentre.messages.schemas import (
+    Channel,
+    MessageIn,
+    MessageType,
+    Person,
+    PersonWarning,
+    Priority,
+)
+from commcentre.requests import repository, sealing
+from commcentre.requests.deadlines import (
+    AlertFlag,
+    Form,
+    InfoAccess,
+    TimeLimitRule,
+    UnknownTimeLimit,
+    Urgency,
+    article_of,
+    due_at,
+    time_limit_rule,
+)
+from commcentre.requests.schemas import LinkRole
+from commcentre.requests.states import OPEN_STATUSES, RequestStatus, is_allowed
+from commcentre.requests.transitions import (
+    Change,
+    apply_change,
+    audit_record,
+    get_row,
+    history_row,
+)
+
+ESCALATION_ACTOR = "system:escalation"
+INBOUND_ACTOR = "system:inbound"
+ADULT_AGE = 18
+_FORM_CODE = re.compile(r"(?:SIRENE[ _-]?)?(?:FORM[ _-]?)?([AGHIJLMQF])", re.IGNORECASE)
+_OPENING_TYPES = frozenset({MessageType.REQUEST, MessageType.HIT})
+
+
+def form_of(content: MessageIn) -> Form:
+    """G for a hit; else the form its classification names (`A`, `FORM_J`, ...); else M."""
+    if content.type is MessageType.HIT:
+        return Form.G
+    if content.classification is not None:
+        match = _FORM_CODE.fullmatch(content.classification.strip())
+        if match is not None:
+            return Form(match[1].upper())
+    return Form.M
+
+
+def _latest_birth(partial: str) -> date:
+    """The latest day a partial date of birth (YYYY, YYYY-MM, YYYY-MM-DD) can mean."""
+    parts = [int(part) for part in partial.split("-")]
+    year, month = parts[0], parts[1] if len(parts) > 1 else 12
+    day = parts[2] if len(parts) > 2 else monthrange(year, month)[1]
+    return date(year, month, day)
+
+
+def _may_be_a_child(person: Person, at: datetime) -> bool:
+    if person.date_of_birth is None:
+        return False
+    born = _latest_birth(person.date_of_birth)
+    # 18th birthday; someone born on 29 February comes of age on 1 March.
+    year = born.year + ADULT_AGE
+    coming_of_age = (
+        date(year, 3, 1)
+        if (born.month, born.day) == (2, 29) and monthrange(year, 2)[1] == 28
+        else date(year, born.month, born.day)
+    )
+    return coming_of_age > at.date()
+
+
+def alert_flags_of(content: MessageIn, at: datetime) -> list[AlertFlag]:
+    """Terrorism when a person carries that warning; child when a person may be under 18."""
+    persons = [subject for subject in content.subjects if isinstance(subject, Person)]
+    flags = set()
+    if any(PersonWarning.TERRORISM in person.warnings for person in persons):
+        flags.add(AlertFlag.TERRORISM)
+    if any(_may_be_a_child(person, at) for person in persons):
+        flags.add(AlertFlag.CHILD)
+    return sorted(flags)
+
+
+async def open_from_inbound(
+    session: WriteSession,
+    *,
+    message_id: uuid.UUID,
+    content: MessageIn,
+    source_partner_id: str | None,
+    received_at: datetime,
+    envelope: Envelope,
+) -> uuid.UUID | None:
+    """Open or answer a request from a stored inbound message; the request's id, or None.
+
+    A SIRENE request or hit opens a request (form G for a hit), due by the legal
+    limit from `received_at`; a repeat with the same reference from the same state
+    is linked to the open request instead. A reply whose in_reply_to is linked to a
+    request, or whose case_ref is a request's reference, is linked (role reply) and
+    moves the request to answered. Runs in the caller's transaction; never commits.
+    """
+    actor = f"partner:{source_partner_id}" if source_partner_id else INBOUND_ACTOR
+    if content.type is MessageType.REPLY:
+        return await _answer_from_inbound(
+            session,
+            message_id=message_id,
+            content=content,
+            actor=actor,
+            now=received_at,
+            envelope=envelope,
+        )
+    if content.type not in _OPENING_TYPES or content.channel is not Channel.SIRENE:
+        return None
+    reference = content.case_ref or content.partner_ref or str(message_id)
+    reference_key = normalize_identifier(reference)[:128] or str(message_id)
+    state = (
+        await repository.partner_country(session, source_partner_id) if source_partner_id else None
+    )
+    existing = await repository.latest_by_reference(session, reference_key, requesting_state=state)
+    if existing is not None and RequestStatus(existing.status) in OPEN_STATUSES:
+        if not await repository.link_exists(session, existing.id, message_id):
+            await _link(session, existing.id, message_id, LinkRole.RELATED, now=received_at)
+        return uuid.UUID(str(existing.id))
+    return await _open(
+        session,
+        message_id=message_id,
+        content=content,
+        reference=reference[:128],
+        reference_key=reference_key,
+        state=state,
+        actor=actor,
+        received_at=received_at,
+        envelope=envelope,
+    )
+
+
+async def _open(
+    session: WriteSession,
+    *,
+    message_id: uuid.UUID,
+    content: MessageIn,
+    reference: str,
+    reference_key: str,
+    state: str | None,
+    actor: str,
+    received_at: datetime,
+    envelope: Envelope,
+) -> uuid.UUID:
+    form = form_of(content)
+    urgency = Urgency.URGENT if content.priority is Priority.URGENT else Urgency.NORMAL
+    flags = alert_flags_of(content, received_at)
+    # The partner's message does not say how accessible the data is: assume directly,
+    # the shorter limit.
+    info_access = InfoAccess.DIRECT if urgency is Urgency.URGENT else None
+    try:
+        rule = time_limit_rule(
+            legal_basis=content.legal_basis,
+            form=form,
+            urgency=urgency,
+            info_access=info_access,
+            alert_flags=flags,
+        )
+    except UnknownTimeLimit:
+        # It came over SIRENE: the SIRENE limit applies whatever basis it names.
+        rule = TimeLimitRule.SIRENE_IMMEDIATE if flags else TimeLimitRule.SIRENE_SUPPLEMENTARY
+    request_id = new_id()
+    sealed = sealing.seal_request_text(envelope, request_id, sealing.RequestText())
+    await repository.insert_request(
+        session,
+        {
+            "id": request_id,
+            "reference": reference,
+            "reference_key": reference_key,
+            "form": form.value,
+            "alert_article": article_of(content.legal_basis),
+            "alert_flags": [flag.value for flag in flags],
+            "sis_alert_ref": None,
+            "eaw_ref": None,
+            "issuing_state": None,
+            "requesting_state": state,
+            "urgency": urgency.value,
+            "legal_basis": content.legal_basis,
+            "info_access": info_access.value if info_access else None,
+            "time_limit_rule": rule.value,
+            "immediate": rule is TimeLimitRule.SIRENE_IMMEDIATE,
+            "received_at": received_at,
+            "due_at": due_at(rule, received_at),
+            "status": RequestStatus.RECEIVED.value,
+            "assignee": None,
+            "answered_late": False,
+            "decision_extended": False,
+            "version": 1,
+            "created_by": actor,
+            "created_at": received_at,
+            "updated_at": received_at,
+            **sealing.columns(sealed),
+        },
+    )
+    await repository.insert_history(
+        session,
+        [
+            history_row(
+                request_id,
+                event="opened_from_inbound",
+                actor=actor,
+                now=received_at,
+                from_status=None,
+                to_status=RequestStatus.RECEIVED.value,
+                envelope=envelope,
+            )
+        ],
+    )
+    await _link(session, request_id, message_id, LinkRole.REQUEST, now=received_at)
+    details: dict[str, object] = {
+        "form": form.value,
+        "requesting_state": state,
+        "legal_basis": content.legal_basis,
+        "time_limit_rule": rule.value,
+        "immediate": rule is TimeLimitRule.SIRENE_IMMEDIATE,
+        "message_id": str(message_id),
+    }
+    await append(
+        session,
+        [
+            audit_record(
+                "request.opened",
+                actor=actor,
+                request_id=request_id,
+                now=received_at,
+                action=AuditAction.COLLECTION,
+                details=details,
+            )
+        ],
+        now=received_at,
+    )
+    return request_id
+
+
+async def _answer_from_inbound(
+    session: WriteSession,
+    *,
+    message_id: uuid.UUID,
+    content: MessageIn,
+    actor: str,
+    now: datetime,
+    envelope: Envelope,
+) -> uuid.UUID | None:
+    request_id = None
+    if content.in_reply_to is not None:
+        request_id = await repository.request_linked_to(session, content.in_reply_to)
+    if request_id is None and content.case_ref is not None:
+        key = normalize_identifier(content.case_ref)
+        found = await repository.latest_by_reference(session, key) if key else None
+        request_id = found.id if found is not None else None
+    if request_id is None:
+        return None
+    if await repository.link_exists(session, request_id, message_id):
+        return uuid.UUID(str(request_id))
+    await _link(session, request_id, message_id, LinkRole.REPLY, now=now)
+    row = await get_row(session, request_id)
+    if is_allowed(RequestStatus(row.status), RequestStatus.ANSWERED):
+        change = Change(
+            target=RequestStatus.ANSWERED,
+            event="answered_from_inbound",
+            require_delay_reason=False,
+            message_id=message_id,
+        )
+        await apply_change(session, row, change, envelope=envelope, actor=actor, now=now)
+    return uuid.UUID(str(request_id))
+
+
+async def _link(
+    session: WriteSession,
+    request_id: uuid.UUID,
+    message_id: uuid.UUID,
+    role: LinkRole,
+    *,
+    now: datetime,
+) -> None:
+    await repository.insert_links(
+        session,
+        [
+            {
+                "request_id": request_id,
+                "message_id": message_id,
+                "role": role.value,
+                "linked_at": now,
+            }
+        ],
+    )
+
+
+async def escalate_overdue(db: Database, *, now: datetime, limit: int = 100) -> list[uuid.UUID]:
+    """Escalate open requests past due_at, once each; returns the ids escalated now.
+
+    Safe with several workers: each request is claimed by a conditional UPDATE
+    (escalated_at IS NULL), so only one worker records its history and audit entry.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    now = now.astimezone(UTC)
+    open_statuses = [status.value for status in OPEN_STATUSES]
+    async with db.write_sessions() as session, session.begin():
+        candidates = await repository.overdue_unescalated(
+            session, open_statuses=open_statuses, now=now, limit=limit
+        )
+        claimed = await repository.claim_escalations(
+            session, candidates, open_statuses=open_statuses, now=now
+        )
+        if not claimed:
+            return []
+        rows = [await get_row(session, request_id) for request_id, _ in claimed]
+        await repository.insert_history(
+            session,
+            [
+                {
+                    "id": new_id(),
+                    "request_id": row.id,
+                    "event": "escalated",
+                    "actor": ESCALATION_ACTOR,
+                    "occurred_at": now,
+                    "from_status": row.status,
+                    "to_status": row.status,
+                    "enc_format": None,
+                    "key_version": None,
+                    "wrapped_key": None,
+                    "ciphertext": None,
+                }
+                for row in rows
+            ],
+        )
+        await append(
+            session,
+            [
+                audit_record(
+                    "request.escalated",
+                    actor=ESCALATION_ACTOR,
+                    request_id=row.id,
+                    now=now,
+                    action=AuditAction.ALTERATION,
+                    details={
+                        "status": row.status,
+                        "due_at": row.due_at.isoformat().replace("+00:00", "Z"),
+                        "form": row.form,
+                        "requesting_state": row.requesting_state,
+                    },
+                )
+                for row in rows
+            ],
+            now=now,
+        )
+    return [uuid.UUID(str(request_id)) for request_id, _ in claimed]

@@ -1,0 +1,265 @@
+"""Inputs and outputs of the requests API. Free text is personal data: no error
+message written here repeats a rejected value."""
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+import orjson
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from commcentre.messages.schemas import (
+    Body,
+    Code,
+    CountryCode,
+    FreeText,
+    HandlingCode,
+    InputModel,
+    LanguageCode,
+    LegalBasis,
+    Priority,
+    Reference,
+    ShortText,
+    SourceReliability,
+    Subject,
+    SubjectKind,
+    tagged_union_list,
+)
+from commcentre.messages.views import MessageAccepted
+from commcentre.pagination import Page
+from commcentre.requests.deadlines import (
+    ALERT_ARTICLES,
+    AlertFlag,
+    Form,
+    InfoAccess,
+    TimeLimitRule,
+    UnknownTimeLimit,
+    Urgency,
+    time_limit_rule,
+)
+from commcentre.requests.states import RequestStatus
+
+
+class LinkRole(StrEnum):
+    REQUEST = "request"
+    REPLY = "reply"
+    RELATED = "related"
+
+
+def _alert_article(value: int | None) -> int | None:
+    if value is not None and value not in ALERT_ARTICLES:
+        raise PydanticCustomError("alert_article", "must be one of 26, 32, 34, 36, 38")
+    return value
+
+
+AlertArticle = Annotated[int, AfterValidator(_alert_article)]
+Assignee = ShortText
+AlertRef = Annotated[Reference, Field(max_length=64)]
+
+
+class LinkedMessageIn(InputModel):
+    message_id: uuid.UUID
+    role: LinkRole = LinkRole.RELATED
+
+
+class RequestCreate(InputModel):
+    """A supplementary-information request received (or sent) by the bureau."""
+
+    reference: Reference
+    form: Form
+    alert_article: AlertArticle | None = None
+    alert_flags: list[AlertFlag] = Field(
+        default_factory=list,
+        max_length=len(AlertFlag),
+        description="terrorism / child: a SIRENE reply is then due at once (Art. 8(3)).",
+    )
+    sis_alert_ref: AlertRef | None = None
+    eaw_ref: AlertRef | None = None
+    issuing_state: CountryCode | None = None
+    requesting_state: CountryCode
+    urgency: Urgency = Urgency.NORMAL
+    legal_basis: LegalBasis = Field(
+        description="DIR_2023_977, SIS_2018_1862[_ARTnn] or FD_2002_584: sets the time limit."
+    )
+    info_access: InfoAccess | None = Field(
+        None, description="DIR_2023_977 urgent requests: is the information directly accessible?"
+    )
+    received_at: AwareDatetime | None = Field(
+        None, description="When it arrived (default: now). The time limit runs from here."
+    )
+    assignee: Assignee | None = None
+    subject: FreeText | None = Field(None, description="What is asked; stored encrypted.")
+    note: FreeText | None = Field(None, description="Stored encrypted in the history.")
+    linked_messages: list[LinkedMessageIn] = Field(default_factory=list, max_length=50)
+
+    @model_validator(mode="after")
+    def _has_a_time_limit(self) -> "RequestCreate":
+        self.alert_flags = sorted(set(self.alert_flags))
+        try:
+            time_limit_rule(
+                legal_basis=self.legal_basis,
+                form=self.form,
+                urgency=self.urgency,
+                info_access=self.info_access,
+                alert_flags=self.alert_flags,
+            )
+        except UnknownTimeLimit as exc:
+            raise PydanticCustomError("time_limit", str(exc)) from None
+        return self
+
+    def canonical(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+
+
+class TransitionIn(InputModel):
+    to: RequestStatus
+    note: FreeText | None = None
+    reason: FreeText | None = Field(None, description="Required to reject; stored encrypted.")
+    delay_reason: FreeText | None = Field(
+        None, description="Required to answer after due_at; stored encrypted."
+    )
+    assignee: Assignee | None = Field(None, description="With `to: assigned` (default: you).")
+
+    @model_validator(mode="after")
+    def _fields_fit_target(self) -> "TransitionIn":
+        if self.reason is not None and self.to is not RequestStatus.REJECTED:
+            raise PydanticCustomError("reason_not_allowed", "reason is only for to=rejected")
+        if self.reason is None and self.to is RequestStatus.REJECTED:
+            raise PydanticCustomError("reason_missing", "a rejection needs a reason")
+        if self.delay_reason is not None and self.to is not RequestStatus.ANSWERED:
+            raise PydanticCustomError(
+                "delay_reason_not_allowed", "delay_reason is only for to=answered"
+            )
+        if self.assignee is not None and self.to is not RequestStatus.ASSIGNED:
+            raise PydanticCustomError("assignee_not_allowed", "assignee is only for to=assigned")
+        return self
+
+
+class EawUpdate(InputModel):
+    """One EAW step: the arrest (with or without consent), an extension, or the decision."""
+
+    arrested_at: AwareDatetime | None = None
+    consent: bool | None = None
+    extension: Literal[True] | None = None
+    decided_at: AwareDatetime | None = None
+    note: FreeText | None = None
+
+    @model_validator(mode="after")
+    def _one_step(self) -> "EawUpdate":
+        if (self.arrested_at is None) != (self.consent is None):
+            raise PydanticCustomError(
+                "eaw_arrest", "an arrest is recorded with both arrested_at and consent"
+            )
+        steps = (self.arrested_at, self.extension, self.decided_at)
+        if sum(step is not None for step in steps) != 1:
+            raise PydanticCustomError(
+                "eaw_step", "give exactly one of: arrested_at with consent, extension, decided_at"
+            )
+        return self
+
+
+class ReplyIn(InputModel):
+    """The reply message; type, channel, recipients and case_ref are set from the request."""
+
+    priority: Priority = Priority.NORMAL
+    urgency_reason: ShortText | None = None
+    legal_basis: LegalBasis | None = Field(None, description="Default: the request's.")
+    handling_codes: list[HandlingCode] = Field(default_factory=list, max_length=len(HandlingCode))
+    h3_text: ShortText | None = None
+    source_reliability: SourceReliability | None = None
+    info_accuracy: int | None = Field(default=None, ge=1, le=4, strict=True)
+    classification: Code | None = None
+    language: LanguageCode | None = None
+    offence: Code | None = None
+    partner_ref: Reference | None = None
+    subjects: Annotated[list[Subject], tagged_union_list(*SubjectKind), Field(max_length=100)] = (
+        Field(default_factory=list)
+    )
+    body: Body | None = None
+    delay_reason: FreeText | None = Field(
+        None, description="Required when the request is past due_at; stored encrypted."
+    )
+    note: FreeText | None = None
+
+
+class HistoryEntryOut(BaseModel):
+    id: uuid.UUID
+    event: str = Field(description="created, transition, escalated, eaw_arrest, ...")
+    actor: str
+    occurred_at: datetime
+    from_status: RequestStatus | None
+    to_status: RequestStatus
+    note: str | None = None
+    reason: str | None = Field(None, description="Rejection or delay reason.")
+
+
+class LinkedMessageOut(BaseModel):
+    message_id: uuid.UUID
+    role: LinkRole
+    linked_at: datetime
+
+
+class EawOut(BaseModel):
+    arrested_at: datetime
+    consent: bool
+    extended: bool
+    decision_due_at: datetime
+    decided_at: datetime | None
+    surrender_due_at: datetime | None
+
+
+class RequestSummary(BaseModel):
+    """Metadata of a request: what a listing shows; never its free text."""
+
+    id: uuid.UUID
+    reference: str
+    form: Form
+    alert_article: int | None
+    alert_flags: list[AlertFlag]
+    sis_alert_ref: str | None
+    eaw_ref: str | None
+    issuing_state: str | None
+    requesting_state: str | None
+    urgency: Urgency
+    legal_basis: str
+    info_access: InfoAccess | None
+    time_limit_rule: TimeLimitRule
+    immediate: bool = Field(description="Due at once (terrorism or child alert).")
+    received_at: datetime
+    due_at: datetime
+    status: RequestStatus
+    allowed_transitions: list[RequestStatus]
+    overdue: bool = Field(description="Open and past due_at (derived from the clock).")
+    escalated: bool = Field(description="An escalation was recorded for it.")
+    escalated_at: datetime | None
+    assignee: str | None
+    answered_at: datetime | None
+    answered_late: bool
+    closed_at: datetime | None
+    eaw: EawOut | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class RequestOut(RequestSummary):
+    """A request with its history, links and decrypted free text (a consultation, audited)."""
+
+    subject: str | None
+    delay_reason: str | None
+    rejection_reason: str | None
+    history: list[HistoryEntryOut]
+    linked_messages: list[LinkedMessageOut]
+
+
+class RequestPage(Page[RequestSummary]):
+    """Most urgent first: by due_at, then id."""
+
+
+class ReplyAccepted(BaseModel):
+    """The reply was accepted for delivery; the request's state after it."""
+
+    message: MessageAccepted
+    request: RequestSummary

@@ -1,0 +1,447 @@
+"""Request rules: creation with its time limit, transitions, EAW deadlines, replies.
+
+Services flush and never commit. The automation hooks (`open_from_inbound`,
+`escalate_overdue`) live in `automation` and are re-exported here.
+"""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commcentre.audit.service import AuditAction, AuditRecord, append
+from commcentre.crypto import Envelope
+from commcentre.errors import Conflict, UnprocessableContent, validation_problem
+from commcentre.idempotency import repository as idempotency_repository
+from commcentre.ids import new_id
+from commcentre.messages.identifiers import normalize_identifier
+from commcentre.messages.schemas import Channel, MessageIn, MessageType
+from commcentre.requests import repository, sealing
+from commcentre.requests.automation import escalate_overdue, open_from_inbound
+from commcentre.requests.deadlines import article_of, eaw_deadlines, time_limit
+from commcentre.requests.repository import RequestFilter
+from commcentre.requests.schemas import (
+    EawUpdate,
+    LinkRole,
+    ReplyIn,
+    RequestCreate,
+    RequestOut,
+    RequestSummary,
+    TransitionIn,
+)
+from commcentre.requests.states import OPEN_STATUSES, RequestStatus, is_allowed
+from commcentre.requests.transitions import (
+    SUBJECT_TYPE,
+    Change,
+    apply_change,
+    audit_record,
+    concurrent_change,
+    get_row,
+    history_row,
+    illegal_transition,
+)
+from commcentre.requests.views import full_view, summary_of
+
+__all__ = [
+    "CREATE_OPERATION",
+    "REPLY_OPERATION",
+    "create_request",
+    "escalate_overdue",
+    "get_request",
+    "list_requests",
+    "open_from_inbound",
+    "record_eaw",
+    "record_reply",
+    "reply_message",
+    "reply_was_sent",
+    "transition",
+]
+
+CREATE_OPERATION = "POST /v1/requests"
+REPLY_OPERATION = "POST /v1/requests/{id}/reply"
+# How far ahead of our clock a client's received_at / arrested_at may be (clock skew).
+CLOCK_SKEW = timedelta(minutes=5)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _check_past(name: str, value: datetime, now: datetime) -> datetime:
+    if value > now + CLOCK_SKEW:
+        raise UnprocessableContent(f"{name} must not be in the future")
+    if value < EARLIEST:
+        raise UnprocessableContent(f"{name} must not be before 2000-01-01")
+    return value.astimezone(UTC)
+
+
+async def create_request(
+    session: AsyncSession, body: RequestCreate, *, envelope: Envelope, actor: str, now: datetime
+) -> RequestSummary:
+    """Store a new request in `received` with its legal deadline."""
+    received_at = _check_past("received_at", body.received_at or now, now)
+    limit = time_limit(
+        legal_basis=body.legal_basis,
+        form=body.form,
+        urgency=body.urgency,
+        info_access=body.info_access,
+        received_at=received_at,
+        alert_flags=body.alert_flags,
+    )
+    links = list({link.message_id: link for link in body.linked_messages}.values())
+    found = await repository.existing_messages(session, [link.message_id for link in links])
+    missing = [str(link.message_id) for link in links if link.message_id not in found]
+    if missing:
+        raise UnprocessableContent(f"linked messages do not exist: {', '.join(missing)}")
+    request_id = new_id()
+    sealed = sealing.seal_request_text(
+        envelope, request_id, sealing.RequestText(subject=body.subject)
+    )
+    await repository.insert_request(
+        session,
+        {
+            "id": request_id,
+            "reference": body.reference,
+            "reference_key": normalize_identifier(body.reference)[:128],
+            "form": body.form.value,
+            "alert_article": body.alert_article or article_of(body.legal_basis),
+            "alert_flags": [flag.value for flag in body.alert_flags],
+            "sis_alert_ref": body.sis_alert_ref,
+            "eaw_ref": body.eaw_ref,
+            "issuing_state": body.issuing_state,
+            "requesting_state": body.requesting_state,
+            "urgency": body.urgency.value,
+            "legal_basis": body.legal_basis,
+            "info_access": body.info_access.value if body.info_access else None,
+            "time_limit_rule": limit.rule.value,
+            "immediate": limit.immediate,
+            "received_at": received_at,
+            "due_at": limit.due_at,
+            "status": RequestStatus.RECEIVED.value,
+            "assignee": body.assignee,
+            "answered_late": False,
+            "decision_extended": False,
+            "version": 1,
+            "created_by": actor,
+            "created_at": now,
+            "updated_at": now,
+            **sealing.columns(sealed),
+        },
+    )
+    await repository.insert_history(
+        session,
+        [
+            history_row(
+                request_id,
+                event="created",
+                actor=actor,
+                now=now,
+                from_status=None,
+                to_status=RequestStatus.RECEIVED.value,
+                envelope=envelope,
+                note=body.note,
+            )
+        ],
+    )
+    await repository.insert_links(
+        session,
+        [
+            {
+                "request_id": request_id,
+                "message_id": link.message_id,
+                "role": link.role.value,
+                "linked_at": now,
+            }
+            for link in links
+        ],
+    )
+    details: dict[str, object] = {
+        "form": body.form.value,
+        "requesting_state": body.requesting_state,
+        "legal_basis": body.legal_basis,
+        "time_limit_rule": limit.rule.value,
+        "immediate": limit.immediate,
+        "linked_messages": [str(link.message_id) for link in links],
+        "subject_recorded": body.subject is not None,
+        "note_recorded": body.note is not None,
+    }
+    await append(
+        session,
+        [
+            audit_record(
+                "request.created",
+                actor=actor,
+                request_id=request_id,
+                now=now,
+                action=AuditAction.COLLECTION,
+                details=details,
+            )
+        ],
+        now=now,
+    )
+    return summary_of(await get_row(session, request_id), now=now)
+
+
+async def transition(
+    session: AsyncSession,
+    request_id: uuid.UUID,
+    body: TransitionIn,
+    *,
+    envelope: Envelope,
+    actor: str,
+    now: datetime,
+) -> RequestSummary:
+    row = await get_row(session, request_id)
+    change = Change(
+        target=body.to,
+        note=body.note,
+        reason=body.reason,
+        delay_reason=body.delay_reason,
+        assignee=body.assignee,
+    )
+    await apply_change(session, row, change, envelope=envelope, actor=actor, now=now)
+    return summary_of(await get_row(session, request_id), now=now)
+
+
+def _is_about_an_eaw(row: Any) -> bool:
+    return row.form == "A" or row.eaw_ref is not None or row.alert_article == 26
+
+
+async def record_eaw(
+    session: AsyncSession,
+    request_id: uuid.UUID,
+    body: EawUpdate,
+    *,
+    envelope: Envelope,
+    actor: str,
+    now: datetime,
+) -> RequestSummary:
+    """Record an arrest, an extension or the decision, and recompute the EAW deadlines."""
+    row = await get_row(session, request_id)
+    if not _is_about_an_eaw(row):
+        raise Conflict(
+            f"request {request_id} is not about a European Arrest Warrant "
+            "(form A, an eaw_ref or an Art. 26 alert)"
+        )
+    arrested_at, consent = row.arrested_at, row.arrest_consent
+    extended, decided_at = row.decision_extended, row.decided_at
+    if body.arrested_at is not None and body.consent is not None:
+        if arrested_at is not None:
+            raise Conflict("the arrest is already recorded")
+        arrested_at, consent = _check_past("arrested_at", body.arrested_at, now), body.consent
+        event, details = "eaw_arrest", dict[str, object](consent=body.consent)
+    elif body.extension:
+        if arrested_at is None or decided_at is not None or extended:
+            raise Conflict("an extension needs a recorded arrest, no decision and no extension yet")
+        extended, event, details = True, "eaw_extension", dict[str, object]()
+    else:
+        assert body.decided_at is not None  # EawUpdate allows exactly one step
+        if arrested_at is None or decided_at is not None:
+            raise Conflict("a decision needs a recorded arrest and no decision yet")
+        decided_at = _check_past("decided_at", body.decided_at, now)
+        if decided_at < arrested_at:
+            raise UnprocessableContent("decided_at must not be before arrested_at")
+        event, details = "eaw_decision", dict[str, object]()
+    deadlines = eaw_deadlines(
+        arrested_at=arrested_at, consent=bool(consent), extended=extended, decided_at=decided_at
+    )
+    values = {
+        "arrested_at": arrested_at,
+        "arrest_consent": consent,
+        "decision_extended": extended,
+        "decision_due_at": deadlines.decision_due_at,
+        "decided_at": decided_at,
+        "surrender_due_at": deadlines.surrender_due_at,
+        "updated_at": now,
+    }
+    if not await repository.update_if_version(session, row.id, version=row.version, values=values):
+        raise concurrent_change(row.id)
+    await repository.insert_history(
+        session,
+        [
+            history_row(
+                row.id,
+                event=event,
+                actor=actor,
+                now=now,
+                from_status=row.status,
+                to_status=row.status,
+                envelope=envelope,
+                note=body.note,
+            )
+        ],
+    )
+    details.update(
+        decision_due_at=_iso(deadlines.decision_due_at),
+        surrender_due_at=_iso(deadlines.surrender_due_at),
+        note_recorded=body.note is not None,
+    )
+    await append(
+        session,
+        [
+            audit_record(
+                f"request.{event}",
+                actor=actor,
+                request_id=row.id,
+                now=now,
+                action=AuditAction.ALTERATION,
+                details=details,
+            )
+        ],
+        now=now,
+    )
+    return summary_of(await get_row(session, request_id), now=now)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+async def get_request(
+    session: AsyncSession,
+    request_id: uuid.UUID,
+    *,
+    envelope: Envelope,
+    actor: str,
+    justification: str,
+    now: datetime,
+) -> RequestOut:
+    """The full request, decrypted; the consultation is audited in `session` first."""
+    row = await get_row(session, request_id)
+    history = await repository.history_of(session, request_id)
+    links = await repository.links_of(session, request_id)
+    view = full_view(row, history, links, envelope=envelope, now=now)
+    await append(
+        session,
+        [
+            AuditRecord(
+                action=AuditAction.CONSULTATION,
+                event="request.read",
+                actor=actor,
+                subject_type=SUBJECT_TYPE,
+                subject_id=str(request_id),
+                justification=justification,
+                occurred_at=now,
+            )
+        ],
+        now=now,
+    )
+    return view
+
+
+async def list_requests(
+    session: AsyncSession,
+    *,
+    filters: RequestFilter,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+    now: datetime,
+) -> list[RequestSummary]:
+    rows = await repository.list_requests(
+        session,
+        filters,
+        open_statuses=[status.value for status in OPEN_STATUSES],
+        now=now,
+        after=after,
+        limit=limit,
+    )
+    return [summary_of(row, now=now) for row in rows]
+
+
+async def reply_was_sent(
+    session: AsyncSession, *, client_id: uuid.UUID, idempotency_key: str | None, now: datetime
+) -> bool:
+    """Whether a reply under this Idempotency-Key was stored: a retry is replayed unchecked."""
+    if idempotency_key is None:
+        return False
+    found = await idempotency_repository.find_many(session, [(client_id, idempotency_key)], now=now)
+    record = found.get((client_id, idempotency_key))
+    return record is not None and record.operation == REPLY_OPERATION
+
+
+async def reply_message(
+    session: AsyncSession,
+    request_id: uuid.UUID,
+    body: ReplyIn,
+    *,
+    now: datetime,
+    replay: bool = False,
+) -> MessageIn:
+    """The outbound reply a request gets, after checking that it may be answered now.
+
+    The answer is checked before anything is sent: a late reply without a
+    delay_reason is refused (422) and an answered or final request is 409.
+    A `replay` (the retry of a stored reply) skips the checks.
+    """
+    row = await get_row(session, request_id)
+    current = RequestStatus(row.status)
+    if not replay and not is_allowed(current, RequestStatus.ANSWERED):
+        raise illegal_transition(current, RequestStatus.ANSWERED)
+    if not replay and now > row.due_at and body.delay_reason is None:
+        raise UnprocessableContent(
+            "the request is answered after its due_at: a delay_reason is required "
+            "(Dir. (EU) 2023/977)",
+            extra={"due_at": _iso(row.due_at)},
+        )
+    if row.requesting_state is None:
+        raise Conflict(f"request {request_id} has no requesting_state to reply to")
+    answered = [
+        link.message_id
+        for link in await repository.links_of(session, request_id)
+        if link.role == LinkRole.REQUEST.value
+    ]
+    fields = body.model_dump(exclude_none=True, exclude={"delay_reason", "note"})
+    fields.update(
+        type=MessageType.REPLY.value,
+        channel=Channel.SIRENE.value,
+        recipients=[row.requesting_state],
+        case_ref=row.reference,
+        legal_basis=body.legal_basis or row.legal_basis,
+    )
+    if answered:
+        fields["in_reply_to"] = str(answered[-1])
+    try:
+        return MessageIn.model_validate(fields)
+    except ValidationError as exc:
+        raise validation_problem(exc) from None
+
+
+async def record_reply(
+    session: AsyncSession,
+    request_id: uuid.UUID,
+    message_id: uuid.UUID,
+    body: ReplyIn,
+    *,
+    envelope: Envelope,
+    actor: str,
+    now: datetime,
+) -> RequestSummary:
+    """Link an accepted reply (role reply) and move the request to answered.
+
+    Idempotent: a replayed reply is linked once, and a request that moved on
+    meanwhile (answered by a partner's message, rejected) keeps its state.
+    """
+    row = await get_row(session, request_id)
+    if not await repository.link_exists(session, request_id, message_id):
+        await repository.insert_links(
+            session,
+            [
+                {
+                    "request_id": request_id,
+                    "message_id": message_id,
+                    "role": LinkRole.REPLY.value,
+                    "linked_at": now,
+                }
+            ],
+        )
+        if is_allowed(RequestStatus(row.status), RequestStatus.ANSWERED):
+            change = Change(
+                target=RequestStatus.ANSWERED,
+                event="replied",
+                note=body.note,
+                delay_reason=body.delay_reason,
+                # Checked before the reply was sent; the reply is out now, so record it.
+                require_delay_reason=False,
+                message_id=message_id,
+            )
+            await apply_change(session, row, change, envelope=envelope, actor=actor, now=now)
+    return summary_of(await get_row(session, request_id), now=now)

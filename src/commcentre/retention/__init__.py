@@ -1,0 +1,1 @@
+"""Retention: messages past `purge_after` are crypto-shredded, then removed."""

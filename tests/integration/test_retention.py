@@ -1,0 +1,212 @@
+"""Retention: expired messages are crypto-shredded and removed; nothing else is touched.
+
+A whole app on a database of this test's own (erasing in the session database
+would take other tests' messages with it), with a clock the test moves.
+"""
+
+import asyncio
+import copy
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from commcentre.app import create_app
+from commcentre.audit.service import verify_chain
+from commcentre.bootstrap import build_housekeeper
+from commcentre.config import Settings
+from commcentre.crypto import FileKeyring
+from commcentre.delivery.models import Delivery
+from commcentre.messages.models import Message, MessageIdentifier
+from commcentre.retention import repository
+from commcentre.retention.service import purge_expired
+from commcentre.runtime import Runtime
+from tests.databases import fresh_database
+from tests.factories import EXAMPLE_MESSAGE
+
+START = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
+ADMIN_KEY = "ck_" + "r" * 43
+SHORT_BASIS = "SIS_2018_1862_ART26"  # kept 30 days here; everything else 1095
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[str]:
+    with fresh_database(tmp_path, "retention") as url:
+        yield url
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def app(database: str, tmp_path: Path, clock: Clock) -> AsyncIterator[FastAPI]:
+    keyring = tmp_path / "keyring.json"
+    FileKeyring.generate(keyring, dev=True)
+    settings = Settings(
+        database_url=database,
+        keyring_path=keyring,
+        bootstrap_admin_key=ADMIN_KEY,
+        ingest_batch_wait_ms=0.5,
+        retention_days={SHORT_BASIS: 30},
+        # The test runs the job itself, at the times it chooses.
+        retention_interval_seconds=86_400,
+    )
+    application = create_app(settings, clock=clock)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers=headers
+    ) as client:
+        for partner_id, fail_with in (("keeps-up", "none"), ("keeps-failing", "retryable")):
+            response = await client.post(
+                "/v1/partners",
+                json={
+                    "id": partner_id,
+                    "name": partner_id,
+                    "adapter": "loopback",
+                    "config": {"fail_with": fail_with},
+                },
+            )
+            assert response.status_code == 201, response.text
+        yield client
+
+
+def _message(legal_basis: str, partner: str, number: str) -> dict[str, Any]:
+    body = copy.deepcopy(EXAMPLE_MESSAGE)
+    body.update(legal_basis=legal_basis, recipients=[partner], channel=None)
+    body["subjects"] = [
+        {
+            "kind": "document",
+            "number": number,
+            "type": "passport",
+            "issuing_country": "FI",
+            "status": "stolen",
+        }
+    ]
+    return body
+
+
+async def _submit(http: httpx.AsyncClient, body: dict[str, Any]) -> str:
+    response = await http.post("/v1/messages", json=body)
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+def _runtime(app: FastAPI) -> Runtime:
+    runtime: Runtime = app.state.runtime
+    return runtime
+
+
+async def _count(app: FastAPI, model: Any, message_id: str) -> int:
+    column = model.id if model is Message else model.message_id
+    async with _runtime(app).db.read_sessions() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(model).where(column == uuid.UUID(message_id))
+        )
+    return int(count or 0)
+
+
+async def _delivered(http: httpx.AsyncClient, message_id: str) -> None:
+    for _ in range(200):
+        deliveries = (await http.get(f"/v1/messages/{message_id}/deliveries")).json()
+        if all(d["status"] == "delivered" for d in deliveries["deliveries"]):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{message_id} was not delivered: {deliveries}")
+
+
+async def test_expired_messages_are_shredded_removed_and_audited(
+    app: FastAPI, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    runtime = _runtime(app)
+    assert runtime.dispatcher is not None
+    short = await _submit(http, _message(SHORT_BASIS, "keeps-up", "RT0000001"))
+    long = await _submit(http, _message("DIR_2023_977", "keeps-up", "RT0000002"))
+    stuck = await _submit(http, _message(SHORT_BASIS, "keeps-failing", "RT0000003"))
+    for message_id in (short, long):
+        await _delivered(http, message_id)
+    housekeeper = build_housekeeper(runtime.settings, runtime.db, clock=clock)
+
+    # Day 29: nothing has expired.
+    clock.now = START + timedelta(days=29)
+    assert (await housekeeper.run_once())["retention"] == 0
+
+    # Day 31: the short-lived one goes; the one whose delivery still retries stays.
+    clock.now = START + timedelta(days=31)
+    assert (await housekeeper.run_once())["retention"] == 1
+    assert await _count(app, Message, short) == 0
+    assert await _count(app, MessageIdentifier, short) == 0
+    assert await _count(app, Delivery, short) == 0
+    assert await _count(app, Message, long) == 1
+    assert await _count(app, Message, stuck) == 1
+    read = await http.get(f"/v1/messages/{short}", headers={"X-Justification": "retention test"})
+    assert read.status_code == 404
+    lookup = await http.post(
+        "/v1/lookups", json={"queries": [{"kind": "document", "number": "RT0000001"}]}
+    )
+    assert lookup.json()["results"][0]["hit"] is False
+    assert (
+        await http.get(f"/v1/messages/{stuck}", headers={"X-Justification": "t"})
+    ).status_code == 200
+
+    # The erasure is on record, without content, and the chain still verifies.
+    entries = (await http.get("/v1/audit", params={"subject_id": short})).json()["items"]
+    erased = [e for e in entries if e["action"] == "erasure"]
+    assert len(erased) == 1
+    assert erased[0]["event"] == "message.erased"
+    assert erased[0]["actor"] == "system:retention"
+    assert set(erased[0]["details"]) == {"reason", "direction", "legal_basis", "purge_after"}
+    assert "RT0000001" not in str(erased[0])
+    async with runtime.db.read_sessions() as session:
+        assert (await verify_chain(session)).ok
+
+    # Once its delivery is settled (a dead letter), the stuck one goes too.
+    async with runtime.db.write_sessions() as session, session.begin():
+        await session.execute(
+            Delivery.__table__.update()
+            .where(Delivery.message_id == uuid.UUID(stuck))
+            .values(status="dead")
+        )
+    assert (await housekeeper.run_once())["retention"] == 1
+    assert await _count(app, Message, stuck) == 0
+
+
+async def test_a_crash_between_shredding_and_removal_is_finished_by_the_next_run(
+    app: FastAPI, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    runtime = _runtime(app)
+    assert runtime.dispatcher is not None
+    message_id = await _submit(http, _message(SHORT_BASIS, "keeps-up", "RT0000004"))
+    await _delivered(http, message_id)
+    clock.now = START + timedelta(days=31)
+    # Step one alone, as if the process died right after it.
+    async with runtime.db.write_sessions() as session, session.begin():
+        await repository.shred(session, [uuid.UUID(message_id)])
+    read = await http.get(f"/v1/messages/{message_id}", headers={"X-Justification": "t"})
+    assert read.status_code == 409  # unreadable at once: the data key is gone
+    assert "decrypted" in read.json()["detail"]
+    result = await purge_expired(runtime.db, now=clock())
+    assert result.erased == 1
+    assert await _count(app, Message, message_id) == 0
