@@ -54,6 +54,12 @@ class BodySizeLimit:
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
+def current_request_id() -> str | None:
+    """The id of the request being served (None outside a request)."""
+    value = structlog.contextvars.get_contextvars().get("request_id")
+    return value if isinstance(value, str) else None
+
+
 class RequestContext:
     """A request id for every request, bound to every log line it causes.
 

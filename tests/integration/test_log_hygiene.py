@@ -19,7 +19,7 @@ import structlog
 from fastapi import FastAPI
 
 from commcentre.partners.schemas import generate_signing_secret
-from tests.conftest import ApiUser, MakeUser
+from tests.conftest import ApiUser, MakeUser, wait_delivered
 from tests.factories import EXAMPLE_MESSAGE
 from tests.inbound_support import event, signed_headers
 
@@ -172,3 +172,23 @@ async def test_request_id_is_echoed_and_bound_to_the_request_logs(
     ours = next(e for e in finished if e["request_id"] == "abc-123")
     assert ours["route"] == "/v1/messages"
     assert ours["status"] == 200
+
+
+async def test_the_request_id_follows_a_message_into_the_dispatcher(
+    http: httpx.AsyncClient, user: ApiUser
+) -> None:
+    with structlog.testing.capture_logs() as events:
+        submitted = await http.post(
+            "/v1/messages",
+            json=EXAMPLE_MESSAGE,
+            headers={**user.headers, "X-Request-ID": "border-4411-trace"},
+        )
+        assert submitted.status_code == 202
+        message_id = submitted.json()["id"]
+        await wait_delivered(http, user.headers, message_id)
+    attempts = [
+        e for e in events if e["event"] == "delivery_attempted" and e["message_id"] == message_id
+    ]
+    assert {e["destination"] for e in attempts} == {"interpol-ncb", "se-bureau"}
+    assert {e["request_id"] for e in attempts} == {"border-4411-trace"}
+    assert {e["outcome"] for e in attempts} == {"delivered"}

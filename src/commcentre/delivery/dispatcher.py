@@ -94,6 +94,8 @@ class _Job:
     # Subscriber deliveries: the event sent and the client owning the subscription.
     event_type: str | None = None
     owner: uuid.UUID | None = None
+    # The X-Request-ID that stored the message: it follows the message into these logs.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +318,7 @@ class Dispatcher:
             rate_burst=1,
             event_type=SubscriptionEvent.MESSAGE_INBOUND.value,
             owner=subscription.client_id,
+            request_id=message.request_id,
         )
 
     def _subscription_view(self, subscription: Subscription) -> PartnerView:
@@ -357,6 +360,7 @@ class Dispatcher:
             adapter_name=partner.adapter,
             rate_limit=partner.rate_limit_per_second,
             rate_burst=partner.rate_burst,
+            request_id=message.request_id,
         )
 
     def _view(self, partner: Partner) -> PartnerView:
@@ -469,6 +473,17 @@ class Dispatcher:
         next_at: datetime | None = None,
     ) -> DeliveryOutcome:
         duration = time.monotonic() - began
+        log.info(
+            "delivery_attempted",
+            request_id=job.request_id,
+            message_id=str(job.claim.message_id),
+            delivery_id=str(job.claim.id),
+            destination=job.claim.partner_id or SUBSCRIBER,
+            attempt=job.claim.attempts + 1,
+            outcome=kind,
+            status_code=status_code,
+            duration_ms=round(duration * 1000, 1),
+        )
         if self._metrics is not None:
             destination = job.claim.partner_id or SUBSCRIBER
             self._metrics.delivery_attempts.labels(destination, kind).inc()

@@ -45,6 +45,7 @@ from commcentre.inbound.signature import WebhookHeaders, check_timestamp, verify
 from commcentre.messages import repository as messages_repository
 from commcentre.messages.identifiers import message_tokens
 from commcentre.messages.service import ENVELOPE_CONTEXT, MessageVault, kind_bits
+from commcentre.middleware import current_request_id
 from commcentre.partners import repository as partners_repository
 from commcentre.partners import sealing
 from commcentre.partners.models import Partner
@@ -234,6 +235,7 @@ async def _store(
         "source_partner_id": partner.id,
         "partner_ref": parsed.partner_ref,
         "forwarded_from": None,
+        "request_id": current_request_id(),
         "client_id": None,
         "created_at": now,
         "purge_after": vault.purge_after(message.legal_basis, now),

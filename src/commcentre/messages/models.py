@@ -50,6 +50,9 @@ class Message(Base):
     # chain head's lock until commit, so `seq` order is commit order: a reader paging by
     # seq never skips a message that commits after it read (the pull feed relies on it).
     seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    # The X-Request-ID of the request that stored it: the dispatcher's log lines of its
+    # deliveries carry it, so one id follows a message from the API to the partner.
+    request_id: Mapped[str | None] = mapped_column(String(64))
     client_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("api_clients.id", ondelete="RESTRICT")
     )

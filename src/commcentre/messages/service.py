@@ -31,6 +31,7 @@ from commcentre.messages.models import Message
 from commcentre.messages.repository import MessageFilter, Visibility
 from commcentre.messages.schemas import MessageIn
 from commcentre.messages.views import LookupHit, LookupResponse, MessageOut, MessageSummary
+from commcentre.middleware import current_request_id
 
 ENVELOPE_CONTEXT = "message"
 SUBMIT_OPERATION = "POST /v1/messages"
@@ -98,6 +99,7 @@ def prepare_outbound(
         "status": "accepted",
         "in_reply_to": message.in_reply_to,
         "case_digest": case_digest,
+        "request_id": current_request_id(),
         "client_id": principal.client_id,
         "created_at": now,
         "purge_after": vault.purge_after(message.legal_basis, now),
