@@ -14,6 +14,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from commcentre.config import Settings
+from commcentre.delivery import cli as dead_letters_cli
 from commcentre.partners import cli as partners_cli
 from commcentre.routing import cli as routing_cli
 
@@ -35,6 +36,7 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(audit_app, name="audit")
 app.add_typer(partners_cli.app, name="partners")
 app.add_typer(routing_cli.app, name="routing-rules")
+app.add_typer(dead_letters_cli.app, name="dead-letters")
 
 
 def _actor() -> str:

@@ -36,7 +36,7 @@ from commcentre.db import Database
 from commcentre.messages.schemas import MessageIn
 from commcentre.migrate import head_revision, upgrade
 from tests.conftest import PG_ENV, register_test_partners
-from tests.factories import message
+from tests.factories import EXAMPLE_MESSAGE, message
 
 T = TypeVar("T")
 
@@ -473,3 +473,52 @@ def test_db_current_on_a_never_migrated_database(
     assert cli.ok("db", "current").splitlines()[0] == "database: empty"
     cli.ok("db", "upgrade")
     assert cli.ok("db", "current").splitlines()[0] == f"database: {head_revision()}"
+
+
+def test_dead_letters_list_and_redrive(cli: Cli) -> None:
+    cli.ok("keys", "generate")
+
+    async def one_dead_letter(http: httpx.AsyncClient) -> str:
+        created = await http.post(
+            "/v1/partners",
+            json={
+                "id": "cli-refuses",
+                "name": "refuses everything",
+                "adapter": "loopback",
+                "config": {"fail_with": "permanent"},
+            },
+            headers=bearer(ADMIN_KEY),
+        )
+        assert created.status_code == 201, created.text
+        body = {**EXAMPLE_MESSAGE, "recipients": ["cli-refuses"], "channel": None}
+        response = await http.post("/v1/messages", json=body, headers=bearer(ADMIN_KEY))
+        assert response.status_code == 202, response.text
+        delivery_id = str(response.json()["deliveries"][0]["id"])
+        for _ in range(500):
+            dead = await http.get("/v1/dead-letters", headers=bearer(ADMIN_KEY))
+            if any(d["id"] == delivery_id for d in dead.json()["items"]):
+                return delivery_id
+            await asyncio.sleep(0.01)
+        raise AssertionError("no dead letter")
+
+    delivery_id = with_fresh_app(cli, one_dead_letter)
+    listed = [json.loads(line) for line in cli.ok("dead-letters", "list").splitlines()]
+    assert [d["id"] for d in listed] == [delivery_id]
+    assert listed[0]["partner"] == "cli-refuses"
+    assert "permanent" in listed[0]["last_error"]
+    assert cli.ok("dead-letters", "list", "--partner", "someone-else") == ""
+
+    dry = json.loads(cli.ok("dead-letters", "redrive", "--partner", "cli-refuses", "--dry-run"))
+    assert dry == {"dry_run": True, "ids": [delivery_id], "redriven": 1, "skipped": []}
+    assert [json.loads(x)["id"] for x in cli.ok("dead-letters", "list").splitlines()] == [
+        delivery_id
+    ]
+    done = json.loads(cli.ok("dead-letters", "redrive", delivery_id))
+    assert done["redriven"] == 1
+    assert cli.ok("dead-letters", "list") == ""
+
+    assert "ids must be delivery ids" in cli.fails("dead-letters", "redrive", "nope").stderr
+    assert "invalid selection" in cli.fails("dead-letters", "redrive").stderr
+    assert (
+        "not a subscription id" in cli.fails("dead-letters", "list", "--subscription", "x").stderr
+    )
