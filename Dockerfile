@@ -27,7 +27,7 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=root:root migrations ./migrations
 ENV COMMCENTRE_MIGRATIONS_DIR=/app/migrations
-USER commcentre
+USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('COMMCENTRE_PORT', '8000')}/healthz\", timeout=2)"]

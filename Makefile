@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: install run test test-pg faults faults-pg scale-demo lint format typecheck openapi bench clean
+.PHONY: install run test test-pg faults faults-pg faults-long faults-long-pg scale-demo soak lint format typecheck openapi docs bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -39,12 +39,20 @@ test: install
 test-pg: install
 	COMMCENTRE_TEST_DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest
 
-## Fault runs (worker SIGKILL loop, concurrent workers); also part of `make test`.
+## Fault runs (worker and API SIGKILL, PostgreSQL crash on a private cluster, partner chaos,
+## concurrent workers), short versions; also part of `make test`. docs/reliability.md has the figures.
 faults: install
 	$(PY) -m pytest tests/faults -s -p no:cacheprovider
 
 faults-pg: install
 	COMMCENTRE_TEST_DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest tests/faults -s -p no:cacheprovider
+
+## The same fault runs at FAULT_SCALE=long: more kills and crashes, more messages (minutes).
+faults-long: install
+	FAULT_SCALE=long $(PY) -m pytest tests/faults -s -p no:cacheprovider
+
+faults-long-pg: install
+	FAULT_SCALE=long COMMCENTRE_TEST_DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest tests/faults -s -p no:cacheprovider
 
 ## The scaled-out shape of docker-compose.yml without Docker: two API processes and two
 ## workers against the local PostgreSQL; prints what each delivered.
@@ -65,8 +73,17 @@ typecheck: install
 openapi: install
 	$(PY) -m commcentre openapi --output openapi/openapi.json
 
+## The generated parts of the docs: the OpenAPI document and the README's configuration table.
+docs: openapi
+	$(PY) -m commcentre config-table --readme README.md
+
 bench: install
 	$(PY) bench/run_all.py
+
+## Soak (not in CI): 30 minutes of mixed traffic against `commcentre serve`, printing its RSS
+## and open descriptors; SOAK_ARGS="--minutes 5" for a shorter one. Writes bench/results/soak.json.
+soak: install
+	$(PY) bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

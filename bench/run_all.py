@@ -5,7 +5,9 @@ Usage: .venv/bin/python bench/run_all.py [--output bench/results/report.json]
 
 A benchmark is any bench/*.py other than this file, apps.py and __init__.py; each
 runs as a subprocess (same interpreter, repository root as working directory) and
-is expected to write bench/results/<name>.json. The report holds, per benchmark,
+is expected to write bench/results/<name>.json. Each runs with its default arguments,
+except soak.py, which runs for 1 minute (ARGS): a smoke check that the soak works;
+its real 30-minute run is `make soak`. The report holds, per benchmark,
 its exit status, its wall time and the results it wrote during this run (a results
 file not rewritten during this run is reported as missing, never merged stale).
 Exit status: 0 when every benchmark exited 0, else 1.
@@ -25,6 +27,8 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RESULTS = BENCH / "results"
 NOT_BENCHMARKS = {"run_all.py", "apps.py", "__init__.py"}
+# Arguments other than the defaults: the soak's default is 30 minutes.
+ARGS = {"soak": ["--minutes", "1", "--interval", "15"]}
 
 
 def discover() -> list[Path]:
@@ -40,9 +44,11 @@ def run(script: Path) -> dict[str, Any]:
     """Run one benchmark; its exit status, wall time and fresh results (or why none)."""
     name = script.stem
     results = RESULTS / f"{name}.json"
-    print(f"=== {name}: {sys.executable} {script.relative_to(REPO)}", flush=True)
+    command = " ".join([sys.executable, str(script.relative_to(REPO)), *ARGS.get(name, [])])
+    print(f"=== {name}: {command}", flush=True)
     started = time.time()
-    exit_status = subprocess.run([sys.executable, str(script)], cwd=REPO, check=False).returncode
+    command = [sys.executable, str(script), *ARGS.get(name, [])]
+    exit_status = subprocess.run(command, cwd=REPO, check=False).returncode
     entry: dict[str, Any] = {
         "script": str(script.relative_to(REPO)),
         "exit_status": exit_status,

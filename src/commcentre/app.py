@@ -30,7 +30,7 @@ from commcentre.crypto import KeyProvider
 from commcentre.db import Database
 from commcentre.delivery.retry import RetryPolicy
 from commcentre.delivery.router import router as deliveries_router
-from commcentre.errors import Problem, install_error_handlers
+from commcentre.errors import PROBLEM_CONTENT_TYPE, Problem, install_error_handlers
 from commcentre.health import router as health_router
 from commcentre.idempotency.service import IdempotentRunner
 from commcentre.inbound.router import router as inbound_router
@@ -96,7 +96,9 @@ def create_app(
             metrics=metrics,
         )
         housekeeper = (
-            build_housekeeper(settings, db, clock=clock) if dispatcher is not None else None
+            build_housekeeper(settings, db, clock=clock, vault=vault, wake=dispatcher.wake)
+            if dispatcher is not None
+            else None
         )
         authenticator = Authenticator(db, ttl=settings.auth_cache_seconds)
         if settings.bootstrap_admin_key is not None:
@@ -185,5 +187,87 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for name, definition in model_schema.pop("$defs", {}).items():
             components.setdefault(name, definition)
         components.setdefault(model.__name__, model_schema)
+    _document_validation_problems(schema)
+    _add_links(schema)
     app.openapi_schema = schema
     return schema
+
+
+def _document_validation_problems(schema: dict[str, Any]) -> None:
+    """FastAPI documents every 422 as its own `HTTPValidationError` JSON; the error
+    handlers answer problem+json (errors.py), so the schema says that."""
+    problem = {"$ref": "#/components/schemas/Problem"}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            response = operation.get("responses", {}).get("422")
+            if response is not None and PROBLEM_CONTENT_TYPE not in response.get("content", {}):
+                response["content"] = {PROBLEM_CONTENT_TYPE: {"schema": problem}}
+
+
+# OpenAPI links: how the id a response names feeds the next call (clients and stateful
+# tests follow them). (method, path, status) -> [(link name, method, path, parameter, value)]
+_LINKS: dict[tuple[str, str, str], list[tuple[str, str, str, str, str]]] = {
+    ("post", "/v1/messages", "202"): [
+        ("ReadMessage", "get", "/v1/messages/{message_id}", "message_id", "$response.body#/id"),
+        (
+            "ReadDeliveries",
+            "get",
+            "/v1/messages/{message_id}/deliveries",
+            "message_id",
+            "$response.body#/id",
+        ),
+    ],
+    ("post", "/v1/partners", "201"): [
+        ("ReadPartner", "get", "/v1/partners/{partner_id}", "partner_id", "$response.body#/id"),
+        ("UpdatePartner", "patch", "/v1/partners/{partner_id}", "partner_id", "$response.body#/id"),
+    ],
+    ("post", "/v1/routing-rules", "201"): [
+        ("ReplaceRule", "put", "/v1/routing-rules/{rule_id}", "rule_id", "$response.body#/id"),
+        ("DeleteRule", "delete", "/v1/routing-rules/{rule_id}", "rule_id", "$response.body#/id"),
+    ],
+    ("post", "/v1/subscriptions", "201"): [
+        (
+            f"{verb.title()}Subscription",
+            verb,
+            "/v1/subscriptions/{subscription_id}",
+            "subscription_id",
+            "$response.body#/id",
+        )
+        for verb in ("get", "patch", "delete")
+    ],
+    ("post", "/v1/requests", "201"): [
+        (name, verb, f"/v1/requests/{{request_id}}{tail}", "request_id", "$response.body#/id")
+        for name, verb, tail in (
+            ("ReadRequest", "get", ""),
+            ("TransitionRequest", "post", "/transitions"),
+            ("RecordEaw", "post", "/eaw"),
+            ("ReplyToRequest", "post", "/reply"),
+        )
+    ],
+    ("post", "/v1/requests/{request_id}/transitions", "200"): [
+        ("ReadRequest", "get", "/v1/requests/{request_id}", "request_id", "$response.body#/id"),
+        (
+            "TransitionAgain",
+            "post",
+            "/v1/requests/{request_id}/transitions",
+            "request_id",
+            "$response.body#/id",
+        ),
+    ],
+}
+
+
+def _add_links(schema: dict[str, Any]) -> None:
+    paths = schema.get("paths", {})
+    for (method, path, status), links in _LINKS.items():
+        response = paths.get(path, {}).get(method, {}).get("responses", {}).get(status)
+        if response is None:
+            continue
+        for name, target_method, target_path, parameter, value in links:
+            target = paths.get(target_path, {}).get(target_method)
+            if target is None or "operationId" not in target:
+                continue
+            response.setdefault("links", {})[name] = {
+                "operationId": target["operationId"],
+                "parameters": {parameter: value},
+            }

@@ -1,5 +1,6 @@
 """Building the long-lived parts of a process, shared by the API and the worker."""
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import httpx
@@ -11,6 +12,7 @@ from commcentre.clock import Clock
 from commcentre.config import Settings
 from commcentre.crypto import BlindIndex, Envelope, FileKeyring, KeyProvider
 from commcentre.db import Database
+from commcentre.delivery.breaker import CircuitBreakers
 from commcentre.delivery.dispatcher import Dispatcher, DispatcherSettings
 from commcentre.delivery.retry import RetryPolicy
 from commcentre.housekeeping import Housekeeper, PeriodicJob
@@ -58,6 +60,7 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
 
 def policy_from(settings: Settings) -> RetryPolicy:
     return RetryPolicy(
+        base=settings.delivery_retry_base_seconds,
         max_attempts=settings.delivery_max_attempts,
         max_age=timedelta(hours=settings.delivery_max_age_hours),
     )
@@ -99,6 +102,7 @@ def build_dispatcher(
         clock=clock,
         metrics=metrics,
         policy=policy or policy_from(settings),
+        breakers=CircuitBreakers(cooldown=settings.delivery_breaker_cooldown_seconds),
         settings=DispatcherSettings(
             concurrency=settings.dispatcher_concurrency,
             lease=timedelta(seconds=settings.dispatcher_lease_seconds),
@@ -107,14 +111,29 @@ def build_dispatcher(
     )
 
 
-def build_housekeeper(settings: Settings, db: Database, *, clock: Clock) -> Housekeeper:
-    """The periodic jobs of a dispatcher process."""
+def build_housekeeper(
+    settings: Settings,
+    db: Database,
+    *,
+    clock: Clock,
+    vault: MessageVault | None = None,
+    wake: Callable[[], None] | None = None,
+) -> Housekeeper:
+    """The periodic jobs of a dispatcher process.
+
+    `vault` lets escalation match subscriptions that name a case_ref against a
+    request's reference; `wake` (the dispatcher's) is called when escalation queued
+    `request.overdue` events, so they go out before the next poll.
+    """
 
     async def retention(now: datetime) -> int:
         return (await purge_expired(db, now=now)).erased
 
     async def escalation(now: datetime) -> int:
-        return len(await escalate_overdue(db, now=now))
+        escalated = await escalate_overdue(db, now=now, vault=vault)
+        if escalated and wake is not None:
+            wake()
+        return len(escalated)
 
     return Housekeeper(
         [

@@ -105,6 +105,26 @@ def worker() -> None:
     asyncio.run(run_worker(settings))
 
 
+@app.command("config-table")
+def config_table(
+    readme: Annotated[
+        Path | None, typer.Option(help="Rewrite the table between the markers of this file.")
+    ] = None,
+) -> None:
+    """Print the configuration table (every COMMCENTRE_* setting), or update the README's."""
+    from commcentre.config import settings_table, with_settings_table
+
+    if readme is None:
+        typer.echo(settings_table())
+        return
+    try:
+        text = readme.read_text()
+        readme.write_text(with_settings_table(text))
+    except (OSError, ValueError) as exc:
+        raise _fail(f"cannot update {readme}: {exc}") from None
+    typer.echo(f"{readme}: configuration table updated")
+
+
 @app.command()
 def demo() -> None:
     """Seed loopback partners and routing rules so that messages flow (idempotent)."""

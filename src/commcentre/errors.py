@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://commcentre.dev/problems/"
@@ -187,8 +188,21 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI answers 400 for a body that is not UTF-8; it is malformed JSON like
+            # any other, and malformed JSON is 422 everywhere (POST /v1/messages too).
+            return problem_response(
+                UnprocessableContent(
+                    "invalid input at body: the body is not valid UTF-8 JSON",
+                    errors=[FieldError(loc=["body"], msg="JSON decode error", type="json_invalid")],
+                ),
+                request,
+            )
         detail = str(exc.detail) if exc.detail else None
         headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the methods of the first route on the path.
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
         known = _BY_STATUS.get(exc.status_code)
         if known is not None:
             return problem_response(known(detail, headers=headers), request)
@@ -220,6 +234,23 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(ClientDisconnect, on_client_disconnect)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves on the request's path (the `Allow` of a 405)."""
+    routes: Sequence[Any] = request.app.routes
+    try:
+        from fastapi.routing import iter_route_contexts  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:  # FastAPI before 0.165 lists its routes flat
+        pass
+    else:
+        routes = list(iter_route_contexts(routes))
+    methods: set[str] = set()
+    for route in routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 def _reason(status: int) -> str:

@@ -107,6 +107,13 @@ class StoreState:
     chain_ok: bool
 
 
+@dataclass(frozen=True)
+class DeliveryRow:
+    status: str
+    attempts: int
+    last_error: str | None
+
+
 class Store:
     """Read-only looks at a test's database; each call opens and closes its own engine."""
 
@@ -128,6 +135,24 @@ class Store:
             async with db.read_sessions() as session:
                 stmt = select(func.count()).select_from(Delivery).where(condition)
                 return int((await session.execute(stmt)).scalar_one())
+        finally:
+            await db.dispose()
+
+    def deliveries(self, partner_id: str | None = None) -> dict[str, DeliveryRow]:
+        """Every delivery (of one partner), by id: its status, attempts and last error."""
+        return asyncio.run(self._deliveries(partner_id))
+
+    async def _deliveries(self, partner_id: str | None) -> dict[str, DeliveryRow]:
+        db = Database(self.url, pool_size=1)
+        try:
+            async with db.read_sessions() as session:
+                stmt = select(Delivery.id, Delivery.status, Delivery.attempts, Delivery.last_error)
+                if partner_id is not None:
+                    stmt = stmt.where(Delivery.partner_id == partner_id)
+                return {
+                    str(row.id): DeliveryRow(row.status, row.attempts, row.last_error)
+                    for row in await session.execute(stmt)
+                }
         finally:
             await db.dispose()
 

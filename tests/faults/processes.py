@@ -165,10 +165,15 @@ class Api:
 
 
 def start_api(
-    children: Children, env: Mapping[str, str], *, name: str = "api", admin_key: str | None = None
+    children: Children,
+    env: Mapping[str, str],
+    *,
+    name: str = "api",
+    admin_key: str | None = None,
+    port: int | None = None,
 ) -> Api:
-    """`commcentre serve --no-worker` on a free port, with a bootstrap admin key."""
-    port = free_port()
+    """`commcentre serve --no-worker` on a free port (or `port`), with a bootstrap admin key."""
+    port = port or free_port()
     admin_key = admin_key or "ck_" + secrets.token_urlsafe(32)
     child = children.start(
         name,

@@ -7,13 +7,22 @@ answers 200 after an optional random delay, verifies the Standard Webhooks
 signature, and tracks the requests in flight per `webhook-id`: a second one
 arriving while the first is unanswered means two workers held the same
 delivery at once.
+
+A partner in trouble: with `answer`, a function of each request chooses what
+it gets instead of 200 (see ANSWERS): 500, 429 with Retry-After, 410, `hang`
+(no answer until the sender gives up and closes) or `reset` (the connection is
+aborted with a TCP RST after the request was read).
 """
 
 import asyncio
 import contextlib
 import random
+import socket
+import struct
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -25,6 +34,29 @@ RESPONSE = (
 )
 START_SECONDS = 10.0
 STOP_SECONDS = 5.0
+HANG_SECONDS = 30.0  # the longest a `hang` waits for the sender to give up
+RETRY_AFTER_SECONDS = 1
+
+
+def _status(line: bytes, extra: bytes = b"") -> bytes:
+    return (
+        b"HTTP/1.1 "
+        + line
+        + b"\r\ncontent-length: 0\r\n"
+        + extra
+        + b"connection: keep-alive\r\n\r\n"
+    )
+
+
+# What `answer` may choose; the values are the bytes written (hang and reset write none).
+ANSWERS: dict[str, bytes | None] = {
+    "200": RESPONSE,
+    "500": _status(b"500 Internal Server Error"),
+    "429": _status(b"429 Too Many Requests", b"retry-after: %d\r\n" % RETRY_AFTER_SECONDS),
+    "410": _status(b"410 Gone"),
+    "hang": None,
+    "reset": None,
+}
 
 
 @dataclass(slots=True)
@@ -36,6 +68,7 @@ class Received:
     signature_ok: bool
     started: float  # the request's head was read
     ended: float | None = None  # the answer was written (None: the sender was gone)
+    answer: str = "200"  # a key of ANSWERS
 
 
 class Receiver:
@@ -47,9 +80,11 @@ class Receiver:
         secret: str,
         delay: tuple[float, float] = (0.0, 0.0),
         seed: int = 0,
+        answer: Callable[[Received], str] | None = None,
     ) -> None:
         self._webhook = Webhook(secret)
         self._delay = delay
+        self._answer = answer
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._received: list[Received] = []
@@ -118,6 +153,21 @@ class Receiver:
         with self._lock:
             return sum(self._in_flight.values())
 
+    def answers(self) -> Counter[str]:
+        """How many requests got each answer."""
+        with self._lock:
+            return Counter(r.answer for r in self._received)
+
+    def accepted_ids(self) -> set[str]:
+        """webhook-ids answered 2xx at least once (the answer was written)."""
+        with self._lock:
+            return {r.webhook_id for r in self._received if r.answer == "200" and r.ended}
+
+    def set_answer(self, answer: Callable[[Received], str] | None) -> None:
+        """Change what later requests get (None: 200 again)."""
+        with self._lock:
+            self._answer = answer
+
     # -- the server --------------------------------------------------------------------------
 
     def _main(self) -> None:
@@ -175,10 +225,18 @@ class Receiver:
                 body = await reader.readexactly(length) if length else b""
                 record = self._arrived(headers, body, started)
                 try:
+                    if record.answer == "reset":
+                        _reset(writer)
+                        return
+                    if record.answer == "hang":
+                        # Never answer; the sender times out and closes (EOF ends the read).
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(reader.read(), HANG_SECONDS)
+                        return
                     low, high = self._delay
                     if high > 0:
                         await asyncio.sleep(self._random.uniform(low, high))
-                    writer.write(RESPONSE)
+                    writer.write(ANSWERS[record.answer] or RESPONSE)
                     await writer.drain()
                     record.ended = time.monotonic()
                 finally:
@@ -195,6 +253,10 @@ class Receiver:
             signature_ok = False
         record = Received(webhook_id, body, signature_ok, started)
         with self._lock:
+            if self._answer is not None:
+                record.answer = self._answer(record)
+                if record.answer not in ANSWERS:
+                    raise ValueError(f"unknown answer {record.answer!r}")
             self._received.append(record)
             if self._in_flight.get(webhook_id, 0):
                 self._overlaps.append(webhook_id)
@@ -208,6 +270,14 @@ class Receiver:
                 self._in_flight[record.webhook_id] = left
             else:
                 del self._in_flight[record.webhook_id]
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Abort the connection with a TCP RST (SO_LINGER 0), not a FIN."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 def _headers(head: bytes) -> dict[str, str]:

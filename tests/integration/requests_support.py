@@ -1,8 +1,9 @@
 """An app on a fake clock for the requests tests, and inbound messages stored directly.
 
-The inbound endpoint is written elsewhere; `store_inbound` writes what it stores
-(an inbound message row and its collection entry) and calls the request hook in
-the same transaction, as the inbound path does.
+`store_inbound` writes what the inbound endpoint stores (an inbound message row
+and its collection entry) and calls the request hook in the same transaction,
+for the unit-ish tests of the hook. The issue 5 scenario goes through the real
+endpoint and workers in test_request_events.py.
 """
 
 import uuid
@@ -20,10 +21,9 @@ from commcentre.audit.service import AuditAction, AuditRecord, append
 from commcentre.clock import utcnow
 from commcentre.config import Settings
 from commcentre.db import Database
-from commcentre.ids import new_id
 from commcentre.messages import repository as messages_repository
 from commcentre.messages.schemas import MessageIn
-from commcentre.messages.service import ENVELOPE_CONTEXT, MessageVault, kind_bits
+from commcentre.messages.service import MessageVault, sealed_message
 from commcentre.requests.service import open_from_inbound
 
 JUSTIFY = {"X-Justification": "SIRENE follow-up, case under test"}
@@ -76,37 +76,18 @@ async def store_inbound(
     """Store an inbound message from `partner_id` now; (message id, request id of the hook)."""
     message = MessageIn.model_validate(content)
     now = ra.clock()
-    message_id = new_id()
     vault = ra.vault
-    sealed = vault.envelope.seal(
-        message.model_dump_json(exclude_none=True).encode(),
-        record_id=message_id,
-        context=ENVELOPE_CONTEXT,
+    stored = sealed_message(
+        message,
+        vault=vault,
+        direction="inbound",
+        status="received",
+        now=now,
+        thread=vault.case_ref_digest(message.case_ref) if message.case_ref else None,
+        source_partner_id=partner_id,
+        partner_ref=message.partner_ref,
     )
-    row: dict[str, Any] = {
-        "id": message_id,
-        "direction": "inbound",
-        "type": message.type.value,
-        "channel": message.channel.value if message.channel else None,
-        "recipients": list(message.recipients),
-        "priority": message.priority.value,
-        "legal_basis": message.legal_basis,
-        "handling_codes": [code.value for code in message.handling_codes],
-        "subject_kinds": kind_bits(sorted({s.kind for s in message.subjects})),
-        "status": "received",
-        "in_reply_to": message.in_reply_to,
-        "case_digest": vault.case_ref_digest(message.case_ref) if message.case_ref else None,
-        "source_partner_id": partner_id,
-        "partner_ref": message.partner_ref,
-        "forwarded_from": None,
-        "client_id": None,
-        "created_at": now,
-        "purge_after": now + vault.retention,
-        "enc_format": sealed.format_version,
-        "key_version": sealed.key_version,
-        "wrapped_key": sealed.wrapped_key,
-        "ciphertext": sealed.ciphertext,
-    }
+    message_id, row = stored.id, stored.row
     audit = AuditRecord(
         action=AuditAction.COLLECTION,
         event="message.received",

@@ -1,93 +1,12 @@
-"""Helpers for subscription tests: inbound messages stored as storage will, a receiver.
-
-`store_inbound` writes an inbound message the way the inbound endpoint does:
-sealed with the vault like `prepare_outbound`, direction `inbound`, status
-`received`, no client, a source partner, `seq` from the audit collection
-entry, and the subscriber deliveries `deliveries_for` returns, all in one
-transaction.
-"""
+"""A subscriber on 127.0.0.1 for the tests: a real HTTP server that records what it gets
+and answers as the test says."""
 
 import asyncio
 import contextlib
 import socket
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
-
-from commcentre.audit.service import AuditAction, AuditRecord, append
-from commcentre.delivery.repository import insert_deliveries
-from commcentre.ids import new_id
-from commcentre.messages import repository as messages_repository
-from commcentre.messages.schemas import MessageIn
-from commcentre.messages.service import ENVELOPE_CONTEXT, kind_bits
-from commcentre.runtime import Runtime
-from commcentre.subscriptions.fanout import deliveries_for
-from tests.factories import message
-
-
-@dataclass(frozen=True)
-class StoredInbound:
-    id: uuid.UUID
-    deliveries: list[dict[str, Any]]
-
-
-async def store_inbound(
-    runtime: Runtime, *, source_partner_id: str, now: datetime | None = None, **overrides: Any
-) -> StoredInbound:
-    """Store one inbound message from `source_partner_id` and fan it out to subscribers."""
-    now = now or runtime.clock()
-    content = MessageIn.model_validate(message(**overrides))
-    vault = runtime.vault
-    message_id = new_id()
-    canonical = content.model_dump_json(exclude_none=True).encode()
-    sealed = vault.envelope.seal(canonical, record_id=message_id, context=ENVELOPE_CONTEXT)
-    kinds = sorted({str(subject.kind) for subject in content.subjects})
-    row: dict[str, Any] = {
-        "id": message_id,
-        "direction": "inbound",
-        "type": content.type.value,
-        "channel": content.channel.value if content.channel else None,
-        "recipients": list(content.recipients),
-        "priority": content.priority.value,
-        "legal_basis": content.legal_basis,
-        "handling_codes": [code.value for code in content.handling_codes],
-        "subject_kinds": kind_bits(kinds),
-        "status": "received",
-        "in_reply_to": None,
-        "case_digest": vault.case_ref_digest(content.case_ref) if content.case_ref else None,
-        "source_partner_id": source_partner_id,
-        "partner_ref": f"ref-{uuid.uuid4().hex[:12]}",
-        "client_id": None,
-        "created_at": now,
-        "purge_after": now + vault.retention,
-        "enc_format": sealed.format_version,
-        "key_version": sealed.key_version,
-        "wrapped_key": sealed.wrapped_key,
-        "ciphertext": sealed.ciphertext,
-    }
-    collection = AuditRecord(
-        action=AuditAction.COLLECTION,
-        event="message.received",
-        actor=f"partner:{source_partner_id}",
-        subject_type="message",
-        subject_id=str(message_id),
-        details={"direction": "inbound", "type": content.type.value},
-        occurred_at=now,
-    )
-    async with runtime.db.write_sessions() as session, session.begin():
-        [seq] = await append(session, [collection], now=now)
-        await messages_repository.insert_messages(session, [{**row, "seq": seq}])
-        deliveries = await deliveries_for(session, row, now=now)
-        await insert_deliveries(session, deliveries)
-    if runtime.dispatcher is not None:
-        runtime.dispatcher.wake()
-    return StoredInbound(message_id, deliveries)
-
-
-# -- a subscriber on 127.0.0.1 -------------------------------------------------------------------
 
 
 @dataclass

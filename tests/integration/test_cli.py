@@ -11,9 +11,7 @@ count, and tampering with its audit chain would break the tests that follow.
 
 import asyncio
 import json
-import os
 import re
-import secrets
 import stat
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -24,7 +22,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import make_url, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner, Result
 
@@ -34,8 +32,9 @@ from commcentre.config import Settings
 from commcentre.crypto import FileKeyring
 from commcentre.db import Database
 from commcentre.messages.schemas import MessageIn
-from commcentre.migrate import head_revision, upgrade
-from tests.conftest import PG_ENV, register_test_partners
+from commcentre.migrate import head_revision
+from tests.conftest import register_test_partners
+from tests.databases import fresh_database
 from tests.factories import EXAMPLE_MESSAGE, message
 
 T = TypeVar("T")
@@ -48,35 +47,11 @@ STATUS_LINE = re.compile(r"^([* ]) v(\d+)  created .+  messages (\d+)$", re.MULT
 # -- fixtures and helpers -------------------------------------------------------------------
 
 
-def _on_server(server_url: str, statement: str) -> None:
-    async def run() -> None:
-        engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text(statement))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
-
-
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[str]:
     """A migrated database of this test's own."""
-    server = os.environ.get(PG_ENV, "")
-    if not server.startswith("postgresql"):
-        url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
-        upgrade(url)
+    with fresh_database(tmp_path, "cli") as url:
         yield url
-        return
-    name = f"commcentre_cli_{secrets.token_hex(6)}"
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    _on_server(server, f'CREATE DATABASE "{name}"')
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        _on_server(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass(frozen=True)

@@ -228,6 +228,8 @@ async def test_dead_letters_list_filters_and_pages(
     assert first == {
         "id": early[0]["id"],
         "message_id": early[0]["message_id"],
+        "request": None,
+        "event": None,
         "partner": partner,
         "subscription": None,
         "attempts": 1,

@@ -1,4 +1,9 @@
-"""Supplementary-information requests through the API, the inbound hook and escalation."""
+"""Supplementary-information requests through the API, the inbound hook and escalation.
+
+Inbound messages are stored directly here (`store_inbound`) to test the hook on its
+own; test_request_events.py runs the same scenario through POST /v1/inbound, the
+dispatcher and the housekeeper, with the request.overdue event to subscribers.
+"""
 
 import asyncio
 import uuid

@@ -38,13 +38,15 @@ from commcentre.delivery.dispatcher import Dispatcher, DispatcherSettings
 from commcentre.delivery.retry import RetryPolicy
 from commcentre.messages.models import Message
 from commcentre.migrate import upgrade
+from commcentre.partners.schemas import generate_signing_secret
 from commcentre.runtime import Runtime
 from tests.conftest import PG_ENV
+from tests.factories import message
+from tests.inbound_support import push
 from tests.integration.subscriptions_support import (
     Subscriber,
     free_port,
     status,
-    store_inbound,
 )
 
 FAST = RetryPolicy(base=0.05, cap=0.2, max_attempts=60)
@@ -104,7 +106,8 @@ class Gateway:
     dispatcher: Dispatcher
     breakers: CircuitBreakers
     admin: Client
-    source: str  # a partner that "sent" the inbound messages
+    source: str  # the partner that pushes the inbound messages
+    source_secret: str
     made: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
     async def client(self, *scopes: str) -> Client:
@@ -128,10 +131,17 @@ class Gateway:
         return created
 
     async def inbound(self, **overrides: Any) -> uuid.UUID:
+        """The source partner pushes a message through POST /v1/inbound (signed)."""
         overrides.setdefault("channel", "bilateral")
         overrides.setdefault("recipients", ["FI"])
-        stored = await store_inbound(self.runtime, source_partner_id=self.source, **overrides)
-        return stored.id
+        response = await push(self.http, self.source, self.source_secret, message(**overrides))
+        assert response.status_code == 202, response.text
+        return uuid.UUID(response.json()["id"])
+
+    async def fanned_out_to(self, message_id: uuid.UUID) -> set[uuid.UUID]:
+        """The subscriptions the message was queued for."""
+        view = await self.deliveries(message_id)
+        return {uuid.UUID(d["subscription"]) for d in view["deliveries"] if d["subscription"]}
 
     async def deliveries(self, message_id: uuid.UUID) -> dict[str, Any]:
         response = await self.http.get(
@@ -187,14 +197,19 @@ async def gateway(
         admin = Client(issued.client.id, {"Authorization": f"Bearer {issued.api_key}"})
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://commcentre.test") as c:
-            source = f"s-{uuid.uuid4().hex[:12]}"
+            source, source_secret = f"s-{uuid.uuid4().hex[:12]}", generate_signing_secret()
             response = await c.post(
                 "/v1/partners",
-                json={"id": source, "name": "Sending bureau", "adapter": "loopback"},
+                json={
+                    "id": source,
+                    "name": "Sending bureau",
+                    "adapter": "loopback",
+                    "signing_secrets": [source_secret],
+                },
                 headers=admin.headers,
             )
             assert response.status_code == 201, response.text
-            gw = Gateway(app, c, runtime, dispatcher, breakers, admin, source)
+            gw = Gateway(app, c, runtime, dispatcher, breakers, admin, source, source_secret)
             try:
                 yield gw
             finally:
@@ -285,18 +300,14 @@ async def test_filters_pick_the_subscribers(gw: Gateway, subscriber: Subscriber)
     by_kind = await gw.subscribe(owner, url=subscriber.url, filter={"subject_kinds": ["substance"]})
     disabled = await gw.subscribe(owner, url=subscriber.url, enabled=False)
 
-    matching = await store_inbound(
-        gw.runtime, source_partner_id=gw.source, channel="bilateral", case_ref="fi-case-7"
-    )
-    other = await store_inbound(
-        gw.runtime, source_partner_id=gw.source, channel="bilateral", case_ref="FI-CASE-8"
-    )
-    got = {d["subscription_id"] for d in matching.deliveries}
+    matching = await gw.inbound(case_ref="fi-case-7")
+    other = await gw.inbound(case_ref="FI-CASE-8")
+    got = await gw.fanned_out_to(matching)
     assert uuid.UUID(by_case["id"]) in got
     assert uuid.UUID(by_partner["id"]) in got
     assert uuid.UUID(by_kind["id"]) in got  # the factory message names a substance
     assert uuid.UUID(disabled["id"]) not in got
-    others = {d["subscription_id"] for d in other.deliveries}
+    others = await gw.fanned_out_to(other)
     assert uuid.UUID(by_case["id"]) not in others
     assert uuid.UUID(by_partner["id"]) in others
     await gw.drain()
@@ -362,8 +373,8 @@ async def test_410_disables_the_subscription(gw: Gateway, subscriber: Subscriber
     assert (await gw.deliveries(message_id))["status"] == "received"
 
     # Disabled: later messages are not fanned out to it.
-    later = await store_inbound(gw.runtime, source_partner_id=gw.source, channel="bilateral")
-    assert all(d["subscription_id"] != uuid.UUID(created["id"]) for d in later.deliveries)
+    later = await gw.inbound()
+    assert uuid.UUID(created["id"]) not in await gw.fanned_out_to(later)
     assert len(subscriber.requests) == 1
 
 
@@ -443,8 +454,8 @@ async def test_deleting_a_subscription_dead_letters_its_open_deliveries(
     # Deleted: gone from the API, and it matches nothing more.
     gone = await gw.http.get(f"/v1/subscriptions/{created['id']}", headers=owner.headers)
     assert gone.status_code == 404
-    later = await store_inbound(gw.runtime, source_partner_id=gw.source, channel="bilateral")
-    assert all(d["subscription_id"] != uuid.UUID(created["id"]) for d in later.deliveries)
+    later = await gw.inbound()
+    assert uuid.UUID(created["id"]) not in await gw.fanned_out_to(later)
     refused = await gw.http.post(
         "/v1/dead-letters/redrive", json={"ids": [delivery["id"]]}, headers=gw.admin.headers
     )
@@ -547,7 +558,7 @@ BAD_CREATES: list[tuple[str, dict[str, Any]]] = [
     ("extra", {"owner": str(uuid.uuid4())}),
     ("filter", {"filter": {"subject_kinds": ["alien"]}}),
     ("filter", {"filter": {"channels": ["carrier-pigeon"]}}),
-    ("filter", {"filter": {"events": ["request.overdue"]}}),
+    ("filter", {"filter": {"events": ["request.closed"]}}),
     ("filter", {"filter": {"priorities": "urgent"}}),
     ("filter", {"filter": {"types": ["gossip"]}}),
     ("filter", {"filter": {"partners": ["Not A Partner"]}}),

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from commcentre.messages.schemas import Channel, MessageType, Priority, SubjectKind
 from commcentre.messages.service import kind_bits
-from commcentre.subscriptions.filters import kinds_mask, matches
+from commcentre.subscriptions.filters import kinds_mask, matches, wants_request_event
 
 DIGEST = b"\x01" * 32
 OTHER = b"\x02" * 32
@@ -59,6 +59,19 @@ def test_case_digest_and_events() -> None:
     assert not matches({}, DIGEST, row(case_digest=None), event=INBOUND)
     assert matches({"events": [INBOUND]}, None, row(), event=INBOUND)
     assert not matches({"events": [INBOUND]}, None, row(), event="request.overdue")
+
+
+def test_request_events_must_be_listed_and_only_case_ref_applies() -> None:
+    overdue = "request.overdue"
+    assert not wants_request_event({}, None, event=overdue, reference_digest=DIGEST)
+    assert not wants_request_event(
+        {"events": [INBOUND]}, None, event=overdue, reference_digest=DIGEST
+    )
+    listed = {"events": [overdue], "channels": ["interpol"], "types": ["notice"]}
+    assert wants_request_event(listed, None, event=overdue, reference_digest=None)
+    assert wants_request_event(listed, DIGEST, event=overdue, reference_digest=DIGEST)
+    assert not wants_request_event(listed, DIGEST, event=overdue, reference_digest=OTHER)
+    assert not wants_request_event(listed, DIGEST, event=overdue, reference_digest=None)
 
 
 def test_kinds_mask_agrees_with_the_message_store() -> None:

@@ -14,6 +14,11 @@ InboundNotSupportedError            the adapter's partners do not push messages 
 Adapters are found through the entry-point group `commcentre.adapters`; each
 entry point names a class implementing `Adapter`, built once per process with
 an `AdapterContext`.
+
+Some deliveries are not a message but an event about something else (e.g.
+`request.overdue`, to internal subscribers). An adapter that can send those
+also implements `EventAdapter`; the dispatcher dead-letters an event handed to
+an adapter that does not, rather than dressing it up as a message.
 """
 
 import ipaddress
@@ -21,7 +26,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
 from pydantic import BaseModel, SecretStr
@@ -77,6 +82,14 @@ class OutboundMessage:
     id: uuid.UUID
     created_at: datetime
     content: MessageIn
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundEvent:
+    """An event that is not a message: its type and `data` (metadata only, never payload)."""
+
+    type: str
+    data: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +156,17 @@ class Adapter(Protocol):
         Raises `WireFormatError` (JSON paths, never values) when it does not fit, and
         `InboundNotSupportedError` when this adapter's partners cannot push to us.
         """
+        ...
+
+
+@runtime_checkable
+class EventAdapter(Protocol):
+    """An adapter that can also deliver an `OutboundEvent` (the webhook adapter does)."""
+
+    async def deliver_event(
+        self, event: OutboundEvent, partner: PartnerView, delivery: DeliveryContext
+    ) -> DeliveryReceipt:
+        """Hand the event over; raise a DeliveryError subclass on failure."""
         ...
 
 

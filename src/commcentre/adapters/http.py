@@ -255,10 +255,18 @@ class HttpPushAdapter(abc.ABC):
         self, message: OutboundMessage, partner: PartnerView, delivery: DeliveryContext
     ) -> DeliveryReceipt:
         """POST the signed (and, with a partner key, encrypted) body to the pinned partner."""
+        self._config(partner)  # another adapter's config fails before anything is built
+        document = self.build_body(message, partner, delivery)
+        return await self.send_document(document, partner, delivery)
+
+    async def send_document(
+        self, document: Mapping[str, Any], partner: PartnerView, delivery: DeliveryContext
+    ) -> DeliveryReceipt:
+        """POST `document` as JSON, signed (and, with a partner key, encrypted), to the partner."""
         config = self._config(partner)
         if not partner.signing_secrets:
             raise PermanentDeliveryError("partner has no signing secret; refusing to send unsigned")
-        body = orjson.dumps(self.build_body(message, partner, delivery))
+        body = orjson.dumps(document)
         content_type = "application/json"
         if partner.public_jwk is not None:
             body = encrypt_for_partner(body, partner.public_jwk).encode("ascii")

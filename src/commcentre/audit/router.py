@@ -3,12 +3,12 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from commcentre.audit import service
 from commcentre.audit.models import AuditAction
 from commcentre.audit.schemas import AuditEntryOut, AuditVerificationOut
 from commcentre.auth.deps import AuditReader
+from commcentre.clock import IsoDatetime
 from commcentre.db import ReadSessionDep
 from commcentre.errors import Forbidden, UnprocessableContent, problem_responses
 from commcentre.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
@@ -35,8 +35,8 @@ async def list_audit_entries(
     event: Annotated[str | None, Query(max_length=64, description="e.g. message.read")] = None,
     actor: Annotated[str | None, Query(max_length=128, description="e.g. client:<uuid>")] = None,
     subject_id: Annotated[str | None, Query(max_length=64)] = None,
-    since: Annotated[AwareDatetime | None, Query(description="occurred_at >= since")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="occurred_at < until")] = None,
+    since: Annotated[IsoDatetime | None, Query(description="occurred_at >= since")] = None,
+    until: Annotated[IsoDatetime | None, Query(description="occurred_at < until")] = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = 100,
 ) -> Page[AuditEntryOut]:

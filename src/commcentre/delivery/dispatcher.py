@@ -27,12 +27,17 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
 from commcentre.adapters.base import (
+    Adapter,
     AdapterConfigError,
     DeliveryContext,
     DeliveryError,
+    DeliveryReceipt,
+    EventAdapter,
+    OutboundEvent,
     OutboundMessage,
     PartnerGoneError,
     PartnerView,
+    PermanentDeliveryError,
     RetryableDeliveryError,
 )
 from commcentre.adapters.netguard import IPNetwork
@@ -85,7 +90,8 @@ class DispatcherSettings:
 @dataclass(frozen=True, slots=True)
 class _Job:
     claim: ClaimedDelivery
-    message: OutboundMessage
+    # What is sent: a message, or (to a subscriber) an event about a request.
+    message: OutboundMessage | None
     legal_basis: str
     partner: PartnerView
     adapter_name: str
@@ -96,6 +102,7 @@ class _Job:
     owner: uuid.UUID | None = None
     # The X-Request-ID that stored the message: it follows the message into these logs.
     request_id: str | None = None
+    event: OutboundEvent | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +111,7 @@ class _Recorded:
     legal_basis: str | None = None
     gone_reason: str | None = None
     owner: uuid.UUID | None = None
+    event_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,11 +274,9 @@ class Dispatcher:
         if not claims:
             return []
         self.stats.claimed += len(claims)
+        message_ids = {c.message_id for c in claims if c.message_id is not None}
         async with self._db.read_sessions() as session:
-            messages = {
-                m.id: m
-                for m in await repository.sealed_messages(session, {c.message_id for c in claims})
-            }
+            messages = {m.id: m for m in await repository.sealed_messages(session, message_ids)}
             partner_ids = {c.partner_id for c in claims if c.partner_id is not None}
             partners = {p.id: p for p in await repository.partners(session, partner_ids)}
             subscription_ids = {c.subscription_id for c in claims if c.subscription_id is not None}
@@ -279,9 +285,12 @@ class Dispatcher:
             }
         jobs: list[_Job] = []
         for claim in claims:
-            message = messages.get(claim.message_id)
-            if claim.subscription_id is not None:
-                job = self._subscriber_job(claim, message, subscribed.get(claim.subscription_id))
+            subscription = subscribed.get(claim.subscription_id) if claim.subscription_id else None
+            message = messages.get(claim.message_id) if claim.message_id else None
+            if claim.message_id is None:
+                job = self._event_job(claim, subscription)
+            elif claim.subscription_id is not None:
+                job = self._subscriber_job(claim, message, subscription)
             else:
                 job = self._job(claim, message, partners.get(claim.partner_id or ""))
             if job is not None:
@@ -319,6 +328,37 @@ class Dispatcher:
             event_type=SubscriptionEvent.MESSAGE_INBOUND.value,
             owner=subscription.client_id,
             request_id=message.request_id,
+        )
+
+    def _event_job(self, claim: ClaimedDelivery, subscription: Subscription | None) -> _Job | None:
+        """A request event to a subscriber: the metadata stored with the delivery, as is."""
+        attempt = claim.attempts + 1
+        if claim.attempts >= self._policy.max_attempts:
+            self._record_dead(claim, claim.attempts, "attempts exhausted: workers were lost")
+            return None
+        if claim.event is None or claim.event_data is None or subscription is None:
+            self._record_dead(claim, attempt, "event or subscription no longer exists")
+            return None
+        if subscription.deleted_at is not None:
+            deleted = subscription.deleted_at.isoformat()
+            self._record_dead(claim, attempt, f"subscription was deleted at {deleted}")
+            return None
+        try:
+            view = self._subscription_view(subscription)
+        except (CryptoError, CommCentreError, ValidationError) as exc:
+            self._record_dead(claim, attempt, _reason(exc))
+            return None
+        return _Job(
+            claim=claim,
+            message=None,
+            legal_basis=str(claim.event_data.get("legal_basis") or "unknown"),
+            partner=view,
+            adapter_name=SUBSCRIBER_ADAPTER,
+            rate_limit=None,
+            rate_burst=1,
+            event_type=claim.event,
+            owner=subscription.client_id,
+            event=OutboundEvent(type=claim.event, data=claim.event_data),
         )
 
     def _subscription_view(self, subscription: Subscription) -> PartnerView:
@@ -421,7 +461,7 @@ class Dispatcher:
         status_code: int | None = None
         gone: str | None = None
         try:
-            receipt = await adapter.deliver(job.message, job.partner, context)
+            receipt = await _send(adapter, job, context)
         except DeliveryError as exc:
             status_code = exc.status_code
             error = exc.detail[:ERROR_MAX]
@@ -458,7 +498,9 @@ class Dispatcher:
         outcome = self._outcome(
             job, DeliveryStatus.DELIVERED, "delivered", started, began, receipt.status_code, None
         )
-        return _Recorded(outcome, legal_basis=job.legal_basis, owner=job.owner)
+        return _Recorded(
+            outcome, legal_basis=job.legal_basis, owner=job.owner, event_type=job.event_type
+        )
 
     def _outcome(
         self,
@@ -473,10 +515,13 @@ class Dispatcher:
         next_at: datetime | None = None,
     ) -> DeliveryOutcome:
         duration = time.monotonic() - began
+        claim = job.claim
         log.info(
             "delivery_attempted",
             request_id=job.request_id,
-            message_id=str(job.claim.message_id),
+            message_id=str(claim.message_id) if claim.message_id is not None else None,
+            sir_id=str(claim.request_id) if claim.request_id is not None else None,
+            event_type=claim.event,
             delivery_id=str(job.claim.id),
             destination=job.claim.partner_id or SUBSCRIBER,
             attempt=job.claim.attempts + 1,
@@ -496,6 +541,7 @@ class Dispatcher:
             message_id=job.claim.message_id,
             partner_id=job.claim.partner_id,
             subscription_id=job.claim.subscription_id,
+            request_id=job.claim.request_id,
             status=status,
             attempt=job.claim.attempts + 1,
             started_at=started,
@@ -516,6 +562,7 @@ class Dispatcher:
                     message_id=claim.message_id,
                     partner_id=claim.partner_id,
                     subscription_id=claim.subscription_id,
+                    request_id=claim.request_id,
                     status=DeliveryStatus.DEAD,
                     attempt=attempt,
                     started_at=now,
@@ -629,6 +676,18 @@ class Dispatcher:
                 await asyncio.sleep(5)
 
 
+async def _send(adapter: Adapter, job: _Job, context: DeliveryContext) -> DeliveryReceipt:
+    """Hand the job to its adapter: a message, or an event to an adapter that sends events."""
+    if job.event is not None:
+        if job.adapter_name != SUBSCRIBER_ADAPTER or not isinstance(adapter, EventAdapter):
+            raise PermanentDeliveryError(
+                f"adapter {job.adapter_name} cannot deliver {job.event.type} events"
+            )
+        return await adapter.deliver_event(job.event, job.partner, context)
+    assert job.message is not None  # a job carries a message or an event
+    return await adapter.deliver(job.message, job.partner, context)
+
+
 def _disclosure(recorded: _Recorded) -> AuditRecord:
     """The disclosure entry of a delivery that reached its partner or subscriber."""
     outcome = recorded.outcome
@@ -636,6 +695,22 @@ def _disclosure(recorded: _Recorded) -> AuditRecord:
         "delivery_id": str(outcome.delivery_id),
         "attempt": outcome.attempt,
     }
+    if outcome.request_id is not None:
+        # A request event: metadata of the request, disclosed to an internal subscriber.
+        details["event"] = recorded.event_type
+        details["client_id"] = str(recorded.owner) if recorded.owner is not None else None
+        subscription = outcome.subscription_id
+        return AuditRecord(
+            action=AuditAction.DISCLOSURE,
+            event="request.disclosed",
+            actor="system:dispatcher",
+            subject_type="request",
+            subject_id=str(outcome.request_id),
+            recipient=destination_key(subscription) if subscription is not None else None,
+            justification=f"{recorded.event_type} event to an internal subscriber",
+            details=details,
+            occurred_at=outcome.started_at,
+        )
     if outcome.subscription_id is not None:
         recipient = destination_key(outcome.subscription_id)
         justification = f"delivery to an internal subscriber, legal basis {recorded.legal_basis}"

@@ -28,13 +28,18 @@ OPEN_STATUSES = (*DUE_STATUSES, DeliveryStatus.IN_FLIGHT.value)
 @dataclass(frozen=True, slots=True)
 class ClaimedDelivery:
     id: uuid.UUID
-    message_id: uuid.UUID
+    # The message delivered; None for a request event (then request_id is set).
+    message_id: uuid.UUID | None
     # Exactly one is set: a partner, or an internal subscriber's subscription.
     partner_id: str | None
     subscription_id: uuid.UUID | None
     attempts: int
     # When it entered the queue: created, or redriven from the dead letters.
     queued_at: datetime
+    # A request event: the request, the event and its data (metadata only).
+    request_id: uuid.UUID | None = None
+    event: str | None = None
+    event_data: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +47,7 @@ class DeliveryOutcome:
     """What one attempt came to; written back in batches."""
 
     delivery_id: uuid.UUID
-    message_id: uuid.UUID
+    message_id: uuid.UUID | None
     partner_id: str | None
     status: DeliveryStatus
     attempt: int
@@ -53,16 +58,26 @@ class DeliveryOutcome:
     status_code: int | None = None
     error: str | None = None
     subscription_id: uuid.UUID | None = None
+    request_id: uuid.UUID | None = None
 
 
 async def insert_deliveries(session: WriteSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Add outbox rows (to partners, subscribers, or both mixed); on PostgreSQL also NOTIFY
-    the workers (sent at commit)."""
+    """Add outbox rows (to partners, subscribers, or both mixed; messages or request
+    events); on PostgreSQL also NOTIFY the workers (sent at commit)."""
     if not rows:
         return
-    # One executemany takes its columns from the first row: give every row both destinations.
-    filled = [{"partner_id": None, "subscription_id": None, **row} for row in rows]
-    await session.execute(_deliveries.insert(), filled)
+    # One executemany takes its columns from the first row: give every row both
+    # destinations and both subjects. A request event's data goes in its own statement, so
+    # that a message's event_data stays SQL NULL (never JSON null).
+    filled = [
+        {"partner_id": None, "subscription_id": None, "request_id": None, "event": None, **row}
+        for row in rows
+    ]
+    events = [row for row in filled if "event_data" in row]
+    messages = [row for row in filled if "event_data" not in row]
+    for batch in (messages, events):
+        if batch:
+            await session.execute(_deliveries.insert(), batch)
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
 
@@ -131,6 +146,9 @@ async def claim_due(
             Delivery.subscription_id,
             Delivery.attempts,
             func.coalesce(Delivery.redriven_at, Delivery.created_at),
+            Delivery.request_id,
+            Delivery.event,
+            Delivery.event_data,
         )
         .execution_options(synchronize_session=False)
     )
@@ -252,24 +270,27 @@ async def release(
     )
 
 
-async def refresh_message_status(session: AsyncSession, message_ids: Collection[uuid.UUID]) -> None:
+async def refresh_message_status(
+    session: AsyncSession, message_ids: Collection[uuid.UUID | None]
+) -> None:
     """accepted -> delivered | partially_delivered | failed once no delivery is open.
 
     Outbound messages only: an inbound message stays `received` whatever its
-    deliveries to subscribers come to.
+    deliveries to subscribers come to. None (a request event's) is ignored.
     """
-    if not message_ids:
+    ids = [m for m in message_ids if m is not None]
+    if not ids:
         return
     rows = (
         await session.execute(
             select(Delivery.message_id, Delivery.status, func.count())
-            .where(Delivery.message_id.in_(list(message_ids)))
+            .where(Delivery.message_id.in_(ids))
             .group_by(Delivery.message_id, Delivery.status)
         )
     ).all()
     counts: dict[uuid.UUID, dict[str, int]] = {}
     for message_id, status, count in rows:
-        counts.setdefault(message_id, {})[status] = int(count)
+        counts.setdefault(uuid.UUID(str(message_id)), {})[status] = int(count)
     updates = []
     for message_id, by_status in counts.items():
         if any(by_status.get(s, 0) for s in OPEN_STATUSES):
@@ -314,6 +335,16 @@ async def for_message(session: AsyncSession, message_id: uuid.UUID) -> Sequence[
         select(Delivery)
         .where(Delivery.message_id == message_id)
         .order_by(Delivery.partner_id.is_(None), Delivery.partner_id, Delivery.subscription_id)
+    )
+    return result.scalars().all()
+
+
+async def for_request(session: AsyncSession, request_id: uuid.UUID) -> Sequence[Delivery]:
+    """The event deliveries of a request, by event then subscription."""
+    result = await session.execute(
+        select(Delivery)
+        .where(Delivery.request_id == request_id)
+        .order_by(Delivery.event, Delivery.subscription_id)
     )
     return result.scalars().all()
 
@@ -404,6 +435,8 @@ async def list_dead(
         select(
             Delivery.id,
             Delivery.message_id,
+            Delivery.request_id,
+            Delivery.event,
             Delivery.partner_id,
             Delivery.subscription_id,
             Delivery.attempts,
@@ -506,7 +539,8 @@ async def redrive_dead(
     if not rows:
         return []
     messages = cast(Table, Message.__table__)
-    message_ids = sorted({row[1] for row in rows})
+    # A request event has no message to put back.
+    message_ids = sorted({row[1] for row in rows if row[1] is not None})
     for start in range(0, len(message_ids), MESSAGE_UPDATE_CHUNK):
         await session.execute(
             update(messages)

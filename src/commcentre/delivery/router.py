@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.auth.deps import MessageReader
+from commcentre.clock import IsoDatetime
 from commcentre.db import ReadSessionDep
 from commcentre.delivery import service
 from commcentre.delivery.schemas import (
@@ -54,7 +54,9 @@ async def read_message_deliveries(
     description=(
         "Deliveries given up on (permanent failure, partner or subscriber gone, attempts or "
         "age exhausted, subscription deleted), to partners (`partner` set) and to internal "
-        "subscribers (`subscription` set), oldest first by `dead_since`. Filter by `partner` "
+        "subscribers (`subscription` set), oldest first by `dead_since`. A dead letter carries "
+        "a message (`message_id`) or an event about a request (`request`, `event`, e.g. "
+        "`request.overdue`). Filter by `partner` "
         "or `subscription`. `since` is inclusive, `until` exclusive, both on "
         "`dead_since` and with a time zone."
     ),
@@ -67,8 +69,8 @@ async def list_dead_letters(
     subscription: Annotated[
         uuid.UUID | None, Query(description="Only this subscription's (internal subscriber)")
     ] = None,
-    since: Annotated[AwareDatetime | None, Query(description="dead_since >= since")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="dead_since < until")] = None,
+    since: Annotated[IsoDatetime | None, Query(description="dead_since >= since")] = None,
+    until: Annotated[IsoDatetime | None, Query(description="dead_since < until")] = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = 100,
 ) -> Page[DeadLetterOut]:

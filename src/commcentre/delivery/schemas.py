@@ -9,8 +9,9 @@ from datetime import datetime
 from typing import Annotated, Self
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from commcentre.clock import IsoDatetime
 from commcentre.partners.schemas import PartnerId
 
 REDRIVE_MAX_IDS = 500
@@ -31,12 +32,20 @@ class DeliveryAttemptOut(BaseModel):
 
 
 class DeliveryOut(BaseModel):
-    """Where delivery of a message to one partner or internal subscriber stands."""
+    """Where delivery of a message (or a request event) to one partner or internal
+    subscriber stands."""
 
     id: uuid.UUID = Field(description="The delivery id: the `webhook-id` the partner sees.")
     partner: str | None = Field(description="The destination partner; null for a subscriber.")
     subscription: uuid.UUID | None = Field(
         None, description="The destination subscription (internal subscriber); null for a partner."
+    )
+    request: uuid.UUID | None = Field(
+        None,
+        description="The supplementary-information request an event is about; null for a message.",
+    )
+    event: str | None = Field(
+        None, description="The request event carried (`request.overdue`); null for a message."
     )
     status: str = Field(description="pending | in_flight | delivered | retrying | dead")
     attempts: int = Field(description="Attempts made (since the last redrive).")
@@ -64,6 +73,8 @@ class MessageDeliveries(BaseModel):
                         "id": _DELIVERY_ID,
                         "partner": "se-bureau",
                         "subscription": None,
+                        "request": None,
+                        "event": None,
                         "status": "retrying",
                         "attempts": 1,
                         "next_attempt_at": "2026-11-28T14:00:03Z",
@@ -96,13 +107,18 @@ class MessageDeliveries(BaseModel):
 
 
 class DeadLetterOut(BaseModel):
-    """A delivery that was given up on; redrive it once the partner or subscriber is fixed."""
+    """A delivery that was given up on; redrive it once the partner or subscriber is fixed.
+
+    It carries a message (`message_id`) or an event about a request (`request`, `event`).
+    """
 
     model_config = ConfigDict(
         json_schema_extra={
             "example": {
                 "id": _DELIVERY_ID,
                 "message_id": _MESSAGE_ID,
+                "request": None,
+                "event": None,
                 "partner": "se-bureau",
                 "subscription": None,
                 "attempts": 15,
@@ -114,7 +130,15 @@ class DeadLetterOut(BaseModel):
     )
 
     id: uuid.UUID = Field(description="The delivery id (`webhook-id`).")
-    message_id: uuid.UUID
+    message_id: uuid.UUID | None = Field(
+        description="The message delivered; null for a request event."
+    )
+    request: uuid.UUID | None = Field(
+        None, description="The request a request event is about; null for a message."
+    )
+    event: str | None = Field(
+        None, description="The request event (`request.overdue`); null for a message."
+    )
     partner: str | None = Field(description="The destination partner; null for a subscriber.")
     subscription: uuid.UUID | None = Field(
         None, description="The destination subscription (internal subscriber); null for a partner."
@@ -123,6 +147,13 @@ class DeadLetterOut(BaseModel):
     last_status_code: int | None
     last_error: str | None
     dead_since: datetime
+
+
+class RequestDeliveries(BaseModel):
+    """The event deliveries of one request (e.g. `request.overdue`), one per subscriber."""
+
+    request_id: uuid.UUID
+    deliveries: list[DeliveryOut] = Field(description="By event, then subscription id.")
 
 
 class DeadLetterRedrive(BaseModel):
@@ -148,8 +179,8 @@ class DeadLetterRedrive(BaseModel):
     subscription: uuid.UUID | None = Field(
         None, description="Redrive this subscription's dead letters (internal subscriber)."
     )
-    since: AwareDatetime | None = Field(None, description="Dead since at or after (inclusive).")
-    until: AwareDatetime | None = Field(None, description="Dead since before (exclusive).")
+    since: IsoDatetime | None = Field(None, description="Dead since at or after (inclusive).")
+    until: IsoDatetime | None = Field(None, description="Dead since before (exclusive).")
     dry_run: bool = Field(False, description="Report what would be redriven; change nothing.")
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ from commcentre.delivery.schemas import (
     DeliveryOut,
     MessageDeliveries,
     RedriveResult,
+    RequestDeliveries,
 )
 from commcentre.errors import Conflict, NotFound
 from commcentre.messages import service as messages
@@ -50,6 +51,18 @@ async def deliveries_of(
     )
 
 
+async def deliveries_of_request(session: AsyncSession, request_id: uuid.UUID) -> RequestDeliveries:
+    """The event deliveries of a request (the caller checked that the request exists)."""
+    await repository.pin_snapshot(session)
+    rows = await repository.for_request(session, request_id)
+    history: dict[uuid.UUID, list[DeliveryAttemptOut]] = {row.id: [] for row in rows}
+    for attempt in await repository.attempt_history(session, list(history)):
+        history[attempt.delivery_id].append(_attempt_out(attempt))
+    return RequestDeliveries(
+        request_id=request_id, deliveries=[_delivery_out(row, history[row.id]) for row in rows]
+    )
+
+
 def _attempt_out(attempt: DeliveryAttempt) -> DeliveryAttemptOut:
     return DeliveryAttemptOut(
         number=attempt.number,
@@ -66,6 +79,8 @@ def _delivery_out(row: Delivery, history: list[DeliveryAttemptOut]) -> DeliveryO
         id=row.id,
         partner=row.partner_id,
         subscription=row.subscription_id,
+        request=row.request_id,
+        event=row.event,
         status=row.status,
         attempts=row.attempts,
         next_attempt_at=row.next_attempt_at if row.status in _WAITING else None,
@@ -95,6 +110,8 @@ async def list_dead_letters(
         DeadLetterOut(
             id=row.id,
             message_id=row.message_id,
+            request=row.request_id,
+            event=row.event,
             partner=row.partner_id,
             subscription=row.subscription_id,
             attempts=row.attempts,

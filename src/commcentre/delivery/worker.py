@@ -42,7 +42,9 @@ async def run_worker(settings: Settings) -> None:
                 registry=metrics.collecting_registry(),
             )
         dispatcher = build_dispatcher(settings, db, vault, adapters, clock=utcnow, metrics=metrics)
-        housekeeper = build_housekeeper(settings, db, clock=utcnow)
+        housekeeper = build_housekeeper(
+            settings, db, clock=utcnow, vault=vault, wake=dispatcher.wake
+        )
         await dispatcher.start()
         await housekeeper.start()
         await stop.wait()

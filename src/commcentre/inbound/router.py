@@ -58,6 +58,33 @@ push messages (e.g. filedrop); **413** body too large; **415** another content t
 paths, never values). Nothing is stored on any refusal.
 """
 
+# A partner on the `webhook` adapter sends what our webhook adapter sends (docs/partners.md).
+_WEBHOOK_EVENT_EXAMPLE = {
+    "type": "message.outbound",
+    "id": "msg_2Kx7Ykq5C1v0",
+    "timestamp": "2026-11-28T14:00:00+00:00",
+    "data": {
+        "message_id": "0193a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b",
+        "created_at": "2026-11-28T13:59:58+00:00",
+        "type": "reply",
+        "channel": "bilateral",
+        "recipients": ["FI"],
+        "priority": "high",
+        "legal_basis": "DIR_2023_977",
+        "handling_codes": ["H0"],
+        "case_ref": "FI-NBI-2026-004411",
+        "subjects": [
+            {
+                "kind": "vehicle",
+                "vin": "WVWZZZ1KZAW000001",
+                "registration_country": "FI",
+                "status": "stolen",
+            }
+        ],
+        "body": "Vehicle seen at Haparanda on 2026-11-28; driver not identified.",
+    },
+}
+
 _HEADER_DOC = "Standard Webhooks header (see the description); a missing one answers 401."
 
 
@@ -85,14 +112,17 @@ _HEADER_DOC = "Standard Webhooks header (see the description); a missing one ans
                     "schema": {
                         "type": "object",
                         "description": "The partner's document in its adapter's format.",
-                    }
+                    },
+                    "example": _WEBHOOK_EVENT_EXAMPLE,
                 },
                 "application/jose": {
                     "schema": {
                         "type": "string",
                         "description": "A compact JWE (ECDH-ES+A256KW, A256GCM) of that "
                         "document, to one of our exchange keys.",
-                    }
+                    },
+                    "example": "eyJhbGciOiJFQ0RILUVTK0EyNTZLVyIsImVuYyI6IkEyNTZHQ00iLCJraWQiOiJ"
+                    "...<encrypted key>.<iv>.<ciphertext>.<tag>",
                 },
             },
         },
@@ -119,6 +149,8 @@ async def receive_inbound(
         raise
     if outcome.subject_kinds:
         runtime.metrics.accepted("inbound", outcome.subject_kinds)
+    if outcome.request_answered_after is not None:
+        runtime.metrics.request_answer_seconds.observe(outcome.request_answered_after)
     return Response(
         outcome.receipt.model_dump_json(),
         status_code=outcome.status_code,

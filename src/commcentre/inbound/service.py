@@ -43,14 +43,12 @@ from commcentre.inbound import decryption, repository
 from commcentre.inbound.schemas import InboundReceipt
 from commcentre.inbound.signature import WebhookHeaders, check_timestamp, verify_signature
 from commcentre.messages import repository as messages_repository
-from commcentre.messages.identifiers import message_tokens
-from commcentre.messages.service import ENVELOPE_CONTEXT, MessageVault, kind_bits
-from commcentre.middleware import current_request_id
+from commcentre.messages.service import MessageVault, sealed_message
 from commcentre.partners import repository as partners_repository
 from commcentre.partners import sealing
 from commcentre.partners.models import Partner
 from commcentre.partners.service import partner_view
-from commcentre.requests.automation import open_from_inbound
+from commcentre.requests.automation import apply_inbound
 from commcentre.subscriptions.fanout import deliveries_for
 
 RECEIVED = "received"
@@ -77,6 +75,8 @@ class InboundOutcome:
     receipt: InboundReceipt
     # The subject kinds of a newly stored message (metrics); empty for a duplicate.
     subject_kinds: tuple[str, ...] = ()
+    # The message answered a request: seconds from the request's receipt (metrics).
+    request_answered_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,38 +212,17 @@ async def _store(
     now: datetime,
 ) -> InboundOutcome:
     vault, message = services.vault, parsed.message
-    message_id = new_id()
-    sealed = vault.envelope.seal(
-        message.model_dump_json(exclude_none=True).encode(),
-        record_id=message_id,
-        context=ENVELOPE_CONTEXT,
+    stored = sealed_message(
+        message,
+        vault=vault,
+        direction="inbound",
+        status=RECEIVED,
+        now=now,
+        thread=None,  # read in the transaction below
+        source_partner_id=partner.id,
+        partner_ref=parsed.partner_ref,
     )
-    kinds = sorted({subject.kind for subject in message.subjects})
-    digests = {vault.blind_index.digest(kind, token) for kind, token in message_tokens(message)}
-    row: dict[str, Any] = {
-        "id": message_id,
-        "direction": "inbound",
-        "type": message.type.value,
-        "channel": message.channel.value if message.channel else None,
-        "recipients": list(message.recipients),
-        "priority": message.priority.value,
-        "legal_basis": message.legal_basis,
-        "handling_codes": [code.value for code in message.handling_codes],
-        "subject_kinds": kind_bits(kinds),
-        "status": RECEIVED,
-        "in_reply_to": message.in_reply_to,
-        "source_partner_id": partner.id,
-        "partner_ref": parsed.partner_ref,
-        "forwarded_from": None,
-        "request_id": current_request_id(),
-        "client_id": None,
-        "created_at": now,
-        "purge_after": vault.purge_after(message.legal_basis, now),
-        "enc_format": sealed.format_version,
-        "key_version": sealed.key_version,
-        "wrapped_key": sealed.wrapped_key,
-        "ciphertext": sealed.ciphertext,
-    }
+    message_id, row, kinds = stored.id, stored.row, stored.kinds
     audit = AuditRecord(
         action=AuditAction.COLLECTION,
         event=RECEIVED_EVENT,
@@ -270,9 +249,7 @@ async def _store(
             # the message's place in commit order (Message.seq, the pull feed).
             (row["seq"],) = await append(session, [audit], now=now)
             await messages_repository.insert_messages(session, [row])
-            await messages_repository.insert_identifiers(
-                session, [{"message_id": message_id, "digest": d} for d in digests]
-            )
+            await messages_repository.insert_identifiers(session, stored.identifier_rows)
             await repository.insert_entry(
                 session,
                 {
@@ -287,7 +264,7 @@ async def _store(
             await insert_deliveries(session, deliveries)
             # A SIRENE request or hit opens a supplementary-information request; a reply
             # carrying a known reference answers one.
-            await open_from_inbound(
+            effect = await apply_inbound(
                 session,
                 message_id=message_id,
                 content=message,
@@ -308,6 +285,7 @@ async def _store(
         202,
         InboundReceipt(id=message_id, duplicate=False, received_at=now),
         subject_kinds=tuple(kinds),
+        request_answered_after=effect.answered_after if effect is not None else None,
     )
 
 

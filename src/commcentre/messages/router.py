@@ -27,6 +27,7 @@ from commcentre.idempotency.headers import IdempotencyKeyHeader
 from commcentre.messages import forwarding, service
 from commcentre.messages.forwarding import ForwardRequest
 from commcentre.messages.identifiers import LookupRequest, normalize_identifier
+from commcentre.messages.ingest import IngestOutcome
 from commcentre.messages.repository import MessageFilter
 from commcentre.messages.schemas import Direction, MessageIn, SubjectKind
 from commcentre.messages.views import (
@@ -121,16 +122,7 @@ async def submit_message(
         now=runtime.clock(),
         thread=thread,
     )
-    outcome = await runtime.ingest.submit(pending)
-    headers = {"Location": f"/v1/messages/{outcome.body['id']}"}
-    if outcome.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return Response(
-        orjson.dumps(outcome.body),
-        status_code=outcome.status_code,
-        headers=headers,
-        media_type="application/json",
-    )
+    return _accepted(await runtime.ingest.submit(pending))
 
 
 @router.get(
@@ -172,7 +164,8 @@ async def list_messages(
     after: int | None = None
     if cursor is not None:
         position = decode_cursor(f"messages:{order}", cursor)
-        if len(position) != 1 or not isinstance(position[0], int):
+        # A cursor names a seq: a collection position, never negative (else forged).
+        if len(position) != 1 or not isinstance(position[0], int) or position[0] < 0:
             raise UnprocessableContent("cursor is not valid for this list")
         after = position[0]
     filters = MessageFilter(
@@ -306,16 +299,7 @@ async def forward_message(
         vault=runtime.vault,
         now=now,
     )
-    outcome = await runtime.ingest.submit(pending)
-    headers = {"Location": f"/v1/messages/{outcome.body['id']}"}
-    if outcome.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return Response(
-        orjson.dumps(outcome.body),
-        status_code=outcome.status_code,
-        headers=headers,
-        media_type="application/json",
-    )
+    return _accepted(await runtime.ingest.submit(pending))
 
 
 @router.post(
@@ -347,6 +331,19 @@ async def lookup(
     )
     await session.commit()
     return result
+
+
+def _accepted(outcome: IngestOutcome) -> Response:
+    """202 with the stored answer (or the replayed one) and the message's Location."""
+    headers = {"Location": f"/v1/messages/{outcome.body['id']}"}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(
+        orjson.dumps(outcome.body),
+        status_code=outcome.status_code,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 def _timestamp(name: str, value: str | None) -> datetime | None:

@@ -80,34 +80,16 @@ def prepare_outbound(
     `thread` is the case_ref digest of the message it answers, for a reply
     without a case_ref of its own (see `thread_of`).
     """
-    message_id = new_id()
-    case_digest = thread_digest(message, vault=vault, inherited=thread)
-    canonical = message.model_dump_json(exclude_none=True).encode()
-    sealed = vault.envelope.seal(canonical, record_id=message_id, context=ENVELOPE_CONTEXT)
-    kinds = sorted({subject.kind for subject in message.subjects})
-    digests = {vault.blind_index.digest(kind, token) for kind, token in message_tokens(message)}
-    row: dict[str, Any] = {
-        "id": message_id,
-        "direction": "outbound",
-        "type": message.type.value,
-        "channel": message.channel.value if message.channel else None,
-        "recipients": list(message.recipients),
-        "priority": message.priority.value,
-        "legal_basis": message.legal_basis,
-        "handling_codes": [code.value for code in message.handling_codes],
-        "subject_kinds": kind_bits(kinds),
-        "status": "accepted",
-        "in_reply_to": message.in_reply_to,
-        "case_digest": case_digest,
-        "request_id": current_request_id(),
-        "client_id": principal.client_id,
-        "created_at": now,
-        "purge_after": vault.purge_after(message.legal_basis, now),
-        "enc_format": sealed.format_version,
-        "key_version": sealed.key_version,
-        "wrapped_key": sealed.wrapped_key,
-        "ciphertext": sealed.ciphertext,
-    }
+    stored = sealed_message(
+        message,
+        vault=vault,
+        direction="outbound",
+        status="accepted",
+        now=now,
+        thread=thread_digest(message, vault=vault, inherited=thread),
+        client_id=principal.client_id,
+    )
+    message_id, row, kinds, canonical = stored.id, stored.row, stored.kinds, stored.canonical
     deliveries = [
         {
             "id": new_id(),
@@ -136,7 +118,7 @@ def prepare_outbound(
         idempotency_key=idempotency_key,
         fingerprint=fingerprint(SUBMIT_OPERATION, canonical),
         message_row=row,
-        identifier_rows=[{"message_id": message_id, "digest": d} for d in digests],
+        identifier_rows=stored.identifier_rows,
         delivery_rows=deliveries,
         audit=AuditRecord(
             action=AuditAction.COLLECTION,
@@ -153,6 +135,70 @@ def prepare_outbound(
             occurred_at=now,
         ),
         response=response,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SealedMessage:
+    """A message as it is stored: its row, its blind-index rows, and its canonical bytes."""
+
+    id: uuid.UUID
+    row: dict[str, Any]
+    identifier_rows: list[dict[str, Any]]
+    kinds: list[str]
+    canonical: bytes
+
+
+def sealed_message(
+    message: MessageIn,
+    *,
+    vault: MessageVault,
+    direction: str,
+    status: str,
+    now: datetime,
+    thread: bytes | None,
+    client_id: uuid.UUID | None = None,
+    source_partner_id: str | None = None,
+    partner_ref: str | None = None,
+) -> SealedMessage:
+    """Seal a message (a data key of its own) and index it; the row misses only `seq`,
+    which the audit entry written with it hands out (Message.seq)."""
+    message_id = new_id()
+    canonical = message.model_dump_json(exclude_none=True).encode()
+    sealed = vault.envelope.seal(canonical, record_id=message_id, context=ENVELOPE_CONTEXT)
+    kinds: list[str] = sorted({subject.kind for subject in message.subjects})
+    digests = {vault.blind_index.digest(kind, token) for kind, token in message_tokens(message)}
+    row: dict[str, Any] = {
+        "id": message_id,
+        "direction": direction,
+        "type": message.type.value,
+        "channel": message.channel.value if message.channel else None,
+        "recipients": list(message.recipients),
+        "priority": message.priority.value,
+        "legal_basis": message.legal_basis,
+        "handling_codes": [code.value for code in message.handling_codes],
+        "subject_kinds": kind_bits(kinds),
+        "status": status,
+        "in_reply_to": message.in_reply_to,
+        "case_digest": thread,
+        "source_partner_id": source_partner_id,
+        "partner_ref": partner_ref,
+        "forwarded_from": None,
+        "request_id": current_request_id(),
+        "client_id": client_id,
+        "created_at": now,
+        "purge_after": vault.purge_after(message.legal_basis, now),
+        "enc_format": sealed.format_version,
+        "key_version": sealed.key_version,
+        "wrapped_key": sealed.wrapped_key,
+        "ciphertext": sealed.ciphertext,
+    }
+    return SealedMessage(
+        id=message_id,
+        row=row,
+        identifier_rows=[{"message_id": message_id, "digest": d} for d in digests],
+        kinds=kinds,
+        canonical=canonical,
     )
 
 

@@ -1,5 +1,6 @@
 """HTTP routes of the partner registry (scope partners:manage)."""
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -13,7 +14,13 @@ from commcentre.errors import Conflict, Forbidden, NotFound, UnprocessableConten
 from commcentre.idempotency.headers import IdempotencyKeyHeader, fingerprint
 from commcentre.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
 from commcentre.partners import service
-from commcentre.partners.schemas import PartnerCreate, PartnerCreated, PartnerOut, PartnerPatch
+from commcentre.partners.schemas import (
+    PARTNER_ID_PATTERN,
+    PartnerCreate,
+    PartnerCreated,
+    PartnerOut,
+    PartnerPatch,
+)
 from commcentre.runtime import RuntimeDep
 
 router = APIRouter(prefix="/v1/partners", tags=["partners"])
@@ -144,6 +151,11 @@ async def update_partner(
 
 def _after(cursor: str) -> str:
     position = decode_cursor(_CURSOR_KIND, cursor)
-    if len(position) != 1 or not isinstance(position[0], str):
+    # A cursor names the last partner of a page: a partner id, or it was forged.
+    if (
+        len(position) != 1
+        or not isinstance(position[0], str)
+        or not re.fullmatch(PARTNER_ID_PATTERN, position[0])
+    ):
         raise UnprocessableContent("cursor is not valid for this list")
     return position[0]

@@ -135,7 +135,30 @@ Channels = Annotated[
 class PartnerCreate(BaseModel):
     """Body of POST /v1/partners."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "se-bureau",
+                    "name": "Swedish National Operative Department (NOA)",
+                    "country": "SE",
+                    "channels": ["bilateral"],
+                    "adapter": "webhook",
+                    "config": {"url": "https://gateway.noa.example/commcentre/inbound"},
+                },
+                {
+                    "id": "interpol-ncb",
+                    "name": "Interpol NCB Helsinki (I-24/7 gateway)",
+                    "channels": ["interpol"],
+                    "adapter": "interpol",
+                    "config": {"url": "https://i247.example/push", "ncb_code": "HELSINKI"},
+                    "rate_limit_per_second": 20,
+                },
+            ]
+        },
+    )
 
     id: PartnerId
     name: ShortText
@@ -170,7 +193,22 @@ class PartnerPatch(BaseModel):
     `signing_secrets` replaces the list (rotation: send the new and the old one).
     """
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {"enabled": False},
+                {"rate_limit_per_second": 5, "rate_burst": 10},
+                {
+                    "signing_secrets": [
+                        "whsec_bmV3LXNlY3JldC1mb3Itcm90YXRpb24tMDAwMDAwMDA=",
+                        "whsec_b2xkLXNlY3JldC1zdGlsbC1pbi11c2UtMDAwMDAwMDA=",
+                    ]
+                },
+            ]
+        },
+    )
 
     name: ShortText | None = None
     country: CountryCode | None = None

@@ -1,18 +1,23 @@
 """Hooks other parts of the system call: inbound messages open or answer requests, and
 overdue requests are escalated.
 
-Both only flush: `open_from_inbound` runs inside the inbound write transaction;
-`escalate_overdue` runs its own transaction (the dispatcher loop calls it).
+`open_from_inbound` only flushes: it runs inside the inbound write transaction.
+`escalate_overdue` runs its own transaction (the housekeeper of every dispatcher
+process calls it): the escalation's history and audit entries and the
+`request.overdue` deliveries to subscribers commit together (transactional outbox).
 """
 
 import re
 import uuid
 from calendar import monthrange
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 from commcentre.audit.service import AuditAction, append
 from commcentre.crypto import Envelope
 from commcentre.db import Database, WriteSession
+from commcentre.delivery.repository import insert_deliveries
 from commcentre.ids import new_id
 from commcentre.messages.identifiers import normalize_identifier
 from commcentre.messages.schemas import (
@@ -23,6 +28,7 @@ from commcentre.messages.schemas import (
     PersonWarning,
     Priority,
 )
+from commcentre.messages.service import MessageVault
 from commcentre.requests import repository, sealing
 from commcentre.requests.deadlines import (
     AlertFlag,
@@ -44,6 +50,8 @@ from commcentre.requests.transitions import (
     get_row,
     history_row,
 )
+from commcentre.subscriptions.fanout import request_event_deliveries
+from commcentre.subscriptions.schemas import SubscriptionEvent
 
 ESCALATION_ACTOR = "system:escalation"
 INBOUND_ACTOR = "system:inbound"
@@ -96,6 +104,15 @@ def alert_flags_of(content: MessageIn, at: datetime) -> list[AlertFlag]:
     return sorted(flags)
 
 
+@dataclass(frozen=True, slots=True)
+class InboundEffect:
+    """What an inbound message did to a request: opened, linked to, or answered it."""
+
+    request_id: uuid.UUID
+    # Set when the message moved the request to answered: seconds from receipt to answer.
+    answered_after: float | None = None
+
+
 async def open_from_inbound(
     session: WriteSession,
     *,
@@ -106,6 +123,30 @@ async def open_from_inbound(
     envelope: Envelope,
 ) -> uuid.UUID | None:
     """Open or answer a request from a stored inbound message; the request's id, or None.
+
+    See `apply_inbound`, which also says whether the message answered the request.
+    """
+    effect = await apply_inbound(
+        session,
+        message_id=message_id,
+        content=content,
+        source_partner_id=source_partner_id,
+        received_at=received_at,
+        envelope=envelope,
+    )
+    return effect.request_id if effect is not None else None
+
+
+async def apply_inbound(
+    session: WriteSession,
+    *,
+    message_id: uuid.UUID,
+    content: MessageIn,
+    source_partner_id: str | None,
+    received_at: datetime,
+    envelope: Envelope,
+) -> InboundEffect | None:
+    """Open or answer a request from a stored inbound message; what it did, or None.
 
     A SIRENE request or hit opens a request (form G for a hit), due by the legal
     limit from `received_at`; a repeat with the same reference from the same state
@@ -134,8 +175,8 @@ async def open_from_inbound(
     if existing is not None and RequestStatus(existing.status) in OPEN_STATUSES:
         if not await repository.link_exists(session, existing.id, message_id):
             await _link(session, existing.id, message_id, LinkRole.RELATED, now=received_at)
-        return uuid.UUID(str(existing.id))
-    return await _open(
+        return InboundEffect(uuid.UUID(str(existing.id)))
+    opened = await _open(
         session,
         message_id=message_id,
         content=content,
@@ -146,6 +187,7 @@ async def open_from_inbound(
         received_at=received_at,
         envelope=envelope,
     )
+    return InboundEffect(opened)
 
 
 async def _open(
@@ -258,7 +300,7 @@ async def _answer_from_inbound(
     actor: str,
     now: datetime,
     envelope: Envelope,
-) -> uuid.UUID | None:
+) -> InboundEffect | None:
     request_id = None
     if content.in_reply_to is not None:
         request_id = await repository.request_linked_to(session, content.in_reply_to)
@@ -268,10 +310,12 @@ async def _answer_from_inbound(
         request_id = found.id if found is not None else None
     if request_id is None:
         return None
+    found = uuid.UUID(str(request_id))
     if await repository.link_exists(session, request_id, message_id):
-        return uuid.UUID(str(request_id))
+        return InboundEffect(found)
     await _link(session, request_id, message_id, LinkRole.REPLY, now=now)
     row = await get_row(session, request_id)
+    answered_after = None
     if is_allowed(RequestStatus(row.status), RequestStatus.ANSWERED):
         change = Change(
             target=RequestStatus.ANSWERED,
@@ -280,7 +324,8 @@ async def _answer_from_inbound(
             message_id=message_id,
         )
         await apply_change(session, row, change, envelope=envelope, actor=actor, now=now)
-    return uuid.UUID(str(request_id))
+        answered_after = max((now - row.received_at).total_seconds(), 0.0)
+    return InboundEffect(found, answered_after)
 
 
 async def _link(
@@ -304,11 +349,51 @@ async def _link(
     )
 
 
-async def escalate_overdue(db: Database, *, now: datetime, limit: int = 100) -> list[uuid.UUID]:
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def overdue_event_data(row: Any, *, escalated_at: datetime) -> dict[str, Any]:
+    """The `data` of a `request.overdue` event: request metadata only.
+
+    Never the sealed free text (subject, notes, reasons) and never a message payload.
+    """
+    return {
+        "id": str(row.id),
+        "reference": row.reference,
+        "form": row.form,
+        "alert_article": row.alert_article,
+        "alert_flags": list(row.alert_flags or []),
+        "requesting_state": row.requesting_state,
+        "urgency": row.urgency,
+        "legal_basis": row.legal_basis,
+        "time_limit_rule": row.time_limit_rule,
+        "immediate": row.immediate,
+        "status": row.status,
+        "received_at": _iso(row.received_at),
+        "due_at": _iso(row.due_at),
+        "escalated_at": _iso(escalated_at),
+    }
+
+
+async def escalate_overdue(
+    db: Database,
+    *,
+    now: datetime,
+    limit: int = 100,
+    vault: MessageVault | None = None,
+) -> list[uuid.UUID]:
     """Escalate open requests past due_at, once each; returns the ids escalated now.
 
+    Each escalation records a history entry and an audit entry, and queues a
+    `request.overdue` event to every subscription that lists that event, in the
+    same transaction. A subscription naming a case_ref gets the event of a request
+    whose reference has that blind-index digest: `vault` computes it (without a
+    vault, only subscriptions naming no case get events).
+
     Safe with several workers: each request is claimed by a conditional UPDATE
-    (escalated_at IS NULL), so only one worker records its history and audit entry.
+    (escalated_at IS NULL), so only one worker records its history and audit entry
+    and queues its events.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -324,6 +409,18 @@ async def escalate_overdue(db: Database, *, now: datetime, limit: int = 100) -> 
         if not claimed:
             return []
         rows = [await get_row(session, request_id) for request_id, _ in claimed]
+        notified: dict[uuid.UUID, int] = {}
+        for row in rows:
+            deliveries = await request_event_deliveries(
+                session,
+                request_id=row.id,
+                event=SubscriptionEvent.REQUEST_OVERDUE,
+                data=overdue_event_data(row, escalated_at=now),
+                reference_digest=vault.case_ref_digest(row.reference) if vault else None,
+                now=now,
+            )
+            await insert_deliveries(session, deliveries)
+            notified[row.id] = len(deliveries)
         await repository.insert_history(
             session,
             [
@@ -357,6 +454,7 @@ async def escalate_overdue(db: Database, *, now: datetime, limit: int = 100) -> 
                         "due_at": row.due_at.isoformat().replace("+00:00", "Z"),
                         "form": row.form,
                         "requesting_state": row.requesting_state,
+                        "subscribers_notified": notified[row.id],
                     },
                 )
                 for row in rows

@@ -6,13 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 from pydantic_core import PydanticCustomError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.auth.deps import Principal, require
 from commcentre.auth.scopes import Scope
+from commcentre.clock import IsoDatetime
 from commcentre.db import ReadSessionDep, SessionDep
+from commcentre.delivery import service as deliveries
+from commcentre.delivery.schemas import RequestDeliveries
 from commcentre.errors import (
     Conflict,
     Forbidden,
@@ -110,7 +112,7 @@ async def list_requests(
         str | None, Query(min_length=1, max_length=3, description="The requesting state.")
     ] = None,
     due_before: Annotated[
-        AwareDatetime | None, Query(description="due_at < due_before; ISO 8601 with a time zone.")
+        IsoDatetime | None, Query(description="due_at < due_before; ISO 8601 with a time zone.")
     ] = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = 50,
@@ -161,6 +163,26 @@ async def read_request(
     # The consultation is on record before anything is disclosed.
     await session.commit()
     return view
+
+
+@router.get(
+    "/{request_id}/deliveries",
+    response_model=RequestDeliveries,
+    summary="Event deliveries of a request",
+    description=(
+        "The events about this request sent to internal subscribers (`request.overdue`), "
+        "one per subscriber: status, attempts and every attempt's outcome. Metadata only, "
+        "so no `X-Justification` is needed."
+    ),
+    responses=problem_responses(Forbidden, NotFound, UnprocessableContent),
+)
+async def read_request_deliveries(
+    request_id: uuid.UUID,
+    _manager: RequestManager,
+    session: ReadSessionDep,
+) -> RequestDeliveries:
+    await service.require_request(session, request_id)
+    return await deliveries.deliveries_of_request(session, request_id)
 
 
 @router.post(

@@ -7,9 +7,10 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from commcentre.clock import IsoDatetime
 from commcentre.messages.schemas import (
     Body,
     Code,
@@ -67,6 +68,34 @@ class LinkedMessageIn(InputModel):
 class RequestCreate(InputModel):
     """A supplementary-information request received (or sent) by the bureau."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "reference": "SE-SIRENE-2026-118842",
+                    "form": "G",
+                    "alert_article": 26,
+                    "sis_alert_ref": "SE0000123456789",
+                    "issuing_state": "FI",
+                    "requesting_state": "SE",
+                    "urgency": "urgent",
+                    "legal_basis": "SIS_2018_1862_ART26",
+                    "received_at": "2026-11-28T09:15:00Z",
+                    "subject": "Hit on FI arrest alert at Haparanda: confirm the EAW is valid.",
+                },
+                {
+                    "reference": "DE-SPOC-2026-40117",
+                    "form": "M",
+                    "requesting_state": "DE",
+                    "urgency": "urgent",
+                    "legal_basis": "DIR_2023_977",
+                    "info_access": "indirect",
+                },
+            ]
+        },
+    )
+
     reference: Reference
     form: Form
     alert_article: AlertArticle | None = None
@@ -86,7 +115,7 @@ class RequestCreate(InputModel):
     info_access: InfoAccess | None = Field(
         None, description="DIR_2023_977 urgent requests: is the information directly accessible?"
     )
-    received_at: AwareDatetime | None = Field(
+    received_at: IsoDatetime | None = Field(
         None, description="When it arrived (default: now). The time limit runs from here."
     )
     assignee: Assignee | None = None
@@ -114,6 +143,17 @@ class RequestCreate(InputModel):
 
 
 class TransitionIn(InputModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"to": "assigned", "assignee": "sirene-duty-officer-2"},
+                {"to": "awaiting_information", "note": "Asked the border guard for the file."},
+                {"to": "answered", "delay_reason": "Court records were not available at night."},
+                {"to": "rejected", "reason": "The alert was deleted before the request arrived."},
+            ]
+        },
+    )
     to: RequestStatus
     note: FreeText | None = None
     reason: FreeText | None = Field(None, description="Required to reject; stored encrypted.")
@@ -140,10 +180,21 @@ class TransitionIn(InputModel):
 class EawUpdate(InputModel):
     """One EAW step: the arrest (with or without consent), an extension, or the decision."""
 
-    arrested_at: AwareDatetime | None = None
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"arrested_at": "2026-11-28T06:40:00Z", "consent": False},
+                {"extension": True, "note": "Court granted 30 more days."},
+                {"decided_at": "2026-12-20T12:00:00Z"},
+            ]
+        },
+    )
+
+    arrested_at: IsoDatetime | None = None
     consent: bool | None = None
     extension: Literal[True] | None = None
-    decided_at: AwareDatetime | None = None
+    decided_at: IsoDatetime | None = None
     note: FreeText | None = None
 
     @model_validator(mode="after")
@@ -162,6 +213,19 @@ class EawUpdate(InputModel):
 
 class ReplyIn(InputModel):
     """The reply message; type, channel, recipients and case_ref are set from the request."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "priority": "urgent",
+                    "handling_codes": ["H0"],
+                    "body": "EAW FI-2026-0311 is valid; surrender procedure can start.",
+                },
+            ]
+        },
+    )
 
     priority: Priority = Priority.NORMAL
     urgency_reason: ShortText | None = None

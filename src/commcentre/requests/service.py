@@ -56,6 +56,7 @@ __all__ = [
     "record_reply",
     "reply_message",
     "reply_was_sent",
+    "require_request",
     "transition",
 ]
 
@@ -294,6 +295,11 @@ async def record_eaw(
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+async def require_request(session: AsyncSession, request_id: uuid.UUID) -> None:
+    """404 unless the request exists."""
+    await get_row(session, request_id)
 
 
 async def get_request(

@@ -1,10 +1,12 @@
-"""Fan-out: the subscriber deliveries an inbound message gets when it is stored.
+"""Fan-out: the subscriber deliveries an inbound message, or a request event, gets.
 
-Called by the inbound endpoint inside its write transaction, so the message
-and its delivery rows commit together (transactional outbox), exactly like
-outbound messages and their partner deliveries.
+Called inside the write transaction that stores the message (the inbound
+endpoint) or records the event (the escalation job), so both commit with
+their delivery rows (transactional outbox), exactly like outbound messages and
+their partner deliveries.
 """
 
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -14,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from commcentre.delivery.models import DeliveryStatus
 from commcentre.ids import new_id
 from commcentre.subscriptions import repository
-from commcentre.subscriptions.filters import matches
+from commcentre.subscriptions.filters import matches, wants_request_event
 from commcentre.subscriptions.schemas import SubscriptionEvent
 
-__all__ = ["deliveries_for"]
+__all__ = ["deliveries_for", "request_event_deliveries"]
 
 
 async def deliveries_for(
@@ -47,4 +49,45 @@ async def deliveries_for(
         }
         for row in candidates
         if matches(row.filter or {}, row.case_digest, message_row, event=event)
+    ]
+
+
+async def request_event_deliveries(
+    session: AsyncSession,
+    *,
+    request_id: uuid.UUID,
+    event: SubscriptionEvent,
+    data: Mapping[str, Any],
+    reference_digest: bytes | None,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Delivery rows (not yet inserted) of a request event, one per subscription that
+    lists `event` (and whose case_ref, if any, is the request's reference).
+
+    `data` is the event's body: request metadata only, never free text. Without a
+    `reference_digest` only subscriptions that name no case can match.
+    """
+    candidates = await repository.fanout_candidates(session, reference_digest)
+    return [
+        {
+            "id": new_id(),
+            "message_id": None,
+            "request_id": request_id,
+            "event": event.value,
+            "event_data": dict(data),
+            "partner_id": None,
+            "subscription_id": row.id,
+            "status": DeliveryStatus.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for row in candidates
+        if wants_request_event(
+            row.filter or {},
+            row.case_digest,
+            event=event.value,
+            reference_digest=reference_digest,
+        )
     ]

@@ -1,9 +1,12 @@
-"""Does an inbound message match a subscription's filter? Pure functions, no I/O.
+"""Does an inbound message (or a request event) match a subscription's filter? Pure
+functions, no I/O.
 
 A filter is stored as JSON: `{"subject_kinds": [...], "channels": [...],
 "partners": [...], "priorities": [...], "types": [...], "events": [...]}`
-plus the case_ref's blind-index digest in its own column. An empty (or
-missing) list matches anything; every criterion given must match.
+plus the case_ref's blind-index digest in its own column. For a message an
+empty (or missing) list matches anything; every criterion given must match.
+A request event is wanted only when `events` names it, and only the case
+digest applies to it (against the request reference's digest).
 """
 
 from collections.abc import Mapping, Sequence
@@ -55,3 +58,22 @@ def matches(
         if not int(bits) & kinds_mask(kinds):
             return False
     return True
+
+
+def wants_request_event(
+    criteria: Mapping[str, Any],
+    case_digest: bytes | None,
+    *,
+    event: str,
+    reference_digest: bytes | None,
+) -> bool:
+    """True when a subscription asked for `event` about a request with this reference.
+
+    The event must be listed (an empty `events` means message events only); a
+    subscription naming a case gets only the events of a request with that
+    reference. Message criteria (kinds, channels, partners, priorities, types)
+    describe messages and do not apply.
+    """
+    if event not in _listed(criteria, "events"):
+        return False
+    return case_digest is None or case_digest == reference_digest

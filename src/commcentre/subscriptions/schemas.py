@@ -39,6 +39,12 @@ class SubscriptionEvent(StrEnum):
     """What a subscriber can be told about. Add a member to offer a new event."""
 
     MESSAGE_INBOUND = "message.inbound"
+    # A supplementary-information request passed its due_at unanswered and was escalated.
+    REQUEST_OVERDUE = "request.overdue"
+
+
+# Sent to a subscription whose `events` is empty; any other event must be listed.
+DEFAULT_EVENTS = (SubscriptionEvent.MESSAGE_INBOUND,)
 
 
 def _distinct(values: list[_E]) -> list[_E]:
@@ -71,7 +77,15 @@ MessageTypes = Annotated[
 Events = Annotated[
     list[SubscriptionEvent],
     AfterValidator(_distinct),
-    Field(max_length=len(SubscriptionEvent), description="Events to receive; empty: all."),
+    Field(
+        max_length=len(SubscriptionEvent),
+        description=(
+            "Events to receive: `message.inbound` (an inbound message that passes the other "
+            "criteria) and `request.overdue` (a supplementary-information request escalated "
+            "past its due_at: request metadata only, matched on `case_ref` alone). Empty: "
+            "`message.inbound` only."
+        ),
+    ),
 ]
 SourcePartners = Annotated[
     list[PartnerId],
@@ -84,7 +98,12 @@ SourcePartners = Annotated[
 
 
 class SubscriptionFilter(BaseModel):
-    """Which inbound messages a subscriber gets: every criterion given must match."""
+    """Which inbound messages (and request events) a subscriber gets.
+
+    For `message.inbound` every criterion given must match. A `request.overdue`
+    event is sent only when `events` lists it, and only `case_ref` applies to it
+    (compared with the request's reference); the message criteria do not.
+    """
 
     model_config = ConfigDict(
         extra="forbid",
@@ -97,7 +116,7 @@ class SubscriptionFilter(BaseModel):
                 "priorities": ["urgent", "high"],
                 "types": ["hit", "reply"],
                 "case_ref": "FI-NBI-2026-004411",
-                "events": ["message.inbound"],
+                "events": ["message.inbound", "request.overdue"],
             }
         },
     )
@@ -110,8 +129,8 @@ class SubscriptionFilter(BaseModel):
     case_ref: CaseRef | None = Field(
         None,
         description=(
-            "Only messages of this case (compared through the blind index; stored sealed, "
-            "shown to the owner only)."
+            "Only messages of this case, and events of requests with this reference "
+            "(compared through the blind index; stored sealed, shown to the owner only)."
         ),
     )
     events: Events = []
@@ -193,7 +212,22 @@ class SubscriptionPatch(BaseModel):
     (rotation: send the new and the old one, then only the new one).
     """
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {"enabled": False},
+                {
+                    "filter": {
+                        "channels": ["sirene"],
+                        "events": ["message.inbound", "request.overdue"],
+                    }
+                },
+                {"url": "https://alerts.police.internal/hooks/cc-v2"},
+            ]
+        },
+    )
 
     name: ShortText | None = None
     url: CallbackUrl | None = None

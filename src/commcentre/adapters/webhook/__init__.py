@@ -1,11 +1,18 @@
-"""Generic webhook adapter: the canonical message as a Standard Webhooks JSON event."""
+"""Generic webhook adapter: the canonical message (or a request event) as a Standard
+Webhooks JSON event."""
 
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from commcentre.adapters.base import DeliveryContext, OutboundMessage, PartnerView
+from commcentre.adapters.base import (
+    DeliveryContext,
+    DeliveryReceipt,
+    OutboundEvent,
+    OutboundMessage,
+    PartnerView,
+)
 from commcentre.adapters.formats import ParsedInbound, WireModel, validate_wire
 from commcentre.adapters.http import HttpPushAdapter, message_data
 from commcentre.messages.schemas import MessageIn, Reference
@@ -59,6 +66,19 @@ class WebhookAdapter(HttpPushAdapter):
             "timestamp": delivery.timestamp.isoformat(),
             "data": message_data(message),
         }
+
+    async def deliver_event(
+        self, event: OutboundEvent, partner: PartnerView, delivery: DeliveryContext
+    ) -> DeliveryReceipt:
+        """Push an event that is not a message (e.g. `request.overdue`) in the same envelope,
+        signed the same way: `data` is the event's metadata as given."""
+        document = {
+            "type": event.type,
+            "id": str(delivery.delivery_id),
+            "timestamp": delivery.timestamp.isoformat(),
+            "data": dict(event.data),
+        }
+        return await self.send_document(document, partner, delivery)
 
     def parse_inbound(self, document: Mapping[str, Any], partner: PartnerView) -> ParsedInbound:
         """Read the event a partner pushed, in the shape `build_body` sends."""
