@@ -210,3 +210,35 @@ async def test_a_crash_between_shredding_and_removal_is_finished_by_the_next_run
     result = await purge_expired(runtime.db, now=clock())
     assert result.erased == 1
     assert await _count(app, Message, message_id) == 0
+
+
+async def test_a_message_of_an_open_request_is_kept_until_the_request_is_closed(
+    app: FastAPI, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    runtime = _runtime(app)
+    message_id = await _submit(http, _message(SHORT_BASIS, "keeps-up", "RT0000005"))
+    await _delivered(http, message_id)
+    created = await http.post(
+        "/v1/requests",
+        json={
+            "reference": "RT-RETENTION-1",
+            "form": "M",
+            "requesting_state": "SE",
+            "legal_basis": "DIR_2023_977",
+            "linked_messages": [{"message_id": message_id}],
+        },
+    )
+    assert created.status_code == 201, created.text
+    request_id = created.json()["id"]
+    housekeeper = build_housekeeper(runtime.settings, runtime.db, clock=clock)
+    clock.now = START + timedelta(days=31)
+    assert (await housekeeper.run_once())["retention"] == 0
+    assert await _count(app, Message, message_id) == 1
+    for to in ("answered", "closed"):
+        body: dict[str, Any] = {"to": to}
+        if to == "answered":
+            body["delay_reason"] = "the message aged past the time limit in this test"
+        moved = await http.post(f"/v1/requests/{request_id}/transitions", json=body)
+        assert moved.status_code == 200, moved.text
+    assert (await housekeeper.run_once())["retention"] == 1
+    assert await _count(app, Message, message_id) == 0
