@@ -1,5 +1,6 @@
 """Building the long-lived parts of a process, shared by the API and the worker."""
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -111,6 +112,10 @@ def build_dispatcher(
     )
 
 
+RETENTION_BATCH = 200
+RETENTION_BUDGET_SECONDS = 10.0
+
+
 def build_housekeeper(
     settings: Settings,
     db: Database,
@@ -127,7 +132,14 @@ def build_housekeeper(
     """
 
     async def retention(now: datetime) -> int:
-        return (await purge_expired(db, now=now)).erased
+        # Batch after batch while batches come back full, within a time budget, so that
+        # erasure keeps up with any ingest rate without holding the store for long.
+        erased, deadline = 0, time.monotonic() + RETENTION_BUDGET_SECONDS
+        while True:
+            batch = (await purge_expired(db, now=now, limit=RETENTION_BATCH)).erased
+            erased += batch
+            if batch < RETENTION_BATCH or time.monotonic() > deadline:
+                return erased
 
     async def escalation(now: datetime) -> int:
         escalated = await escalate_overdue(db, now=now, vault=vault)

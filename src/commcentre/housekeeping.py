@@ -70,5 +70,8 @@ class Housekeeper:
         except (DBAPIError, OSError) as exc:
             log.warning("housekeeping_failed", job=job.name, error_type=type(exc).__name__)
             return 0
+        except Exception as exc:  # a bug must not end the job for the life of the process
+            log.error("housekeeping_crashed", job=job.name, error_type=type(exc).__name__)
+            return 0
         self.done[job.name] += count
         return count

@@ -78,7 +78,9 @@ async def count_by_key_version(session: AsyncSession) -> dict[str, dict[int, int
     for sealed in SEALED_TABLES:
         version = sealed.column("key_version")
         result = await session.execute(
-            select(version, func.count()).where(version.is_not(None)).group_by(version)
+            select(version, func.count())
+            .where(version.is_not(None), version > 0)  # 0: shredded, no key any more
+            .group_by(version)
         )
         counts[sealed.label] = {int(v): int(n) for v, n in result.all()}  # type: ignore[call-overload]
     return counts
@@ -111,7 +113,7 @@ async def rewrap_batch(
     rows: Sequence[tuple[object, ...]] = (
         await session.execute(
             select(key, record, fmt, version, wrapped)
-            .where(version < target_version)
+            .where(version < target_version, version > 0)
             .order_by(key)
             .limit(limit)
         )

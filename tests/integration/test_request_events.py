@@ -27,10 +27,11 @@ from fastapi import FastAPI
 from standardwebhooks import Webhook
 
 from commcentre.app import create_app
-from commcentre.auth.service import create_client
+from commcentre.auth.service import create_client, revoke_client
 from commcentre.config import Settings
 from commcentre.delivery.retry import RetryPolicy
 from commcentre.runtime import Runtime
+from commcentre.subscriptions import repository as subscriptions_repository
 from tests.conftest import ApiUser, wait_delivered
 from tests.databases import fresh_database
 from tests.inbound_support import event, signed_headers
@@ -258,7 +259,7 @@ async def test_sirene_hit_answered_and_another_escalated_with_its_event(
     world: World, subscriber: Subscriber
 ) -> None:
     """The issue 5 scenario, every step through the endpoints and the workers."""
-    owner = await world.user("messages:read")
+    owner = await world.user("messages:read", "requests:manage")
     second_ref, first_ref = unique_ref(), unique_ref()
     every = await world.subscribe(owner, subscriber.url, events=["request.overdue"])
     by_case = await world.subscribe(
@@ -399,7 +400,7 @@ async def test_an_overdue_event_dead_letters_and_is_redriven(
     world: World, subscriber: Subscriber
 ) -> None:
     subscriber.script.append(status(400))
-    owner = await world.user("messages:read")
+    owner = await world.user("messages:read", "requests:manage")
     reference = unique_ref("DEAD")
     created = await world.subscribe(
         owner, subscriber.url, events=["request.overdue"], case_ref=reference
@@ -482,3 +483,44 @@ async def test_unknown_request_deliveries_are_404(world: World) -> None:
         f"/v1/requests/{uuid.uuid4()}/deliveries", headers=reader.headers
     )
     assert response.status_code == 403
+
+
+async def test_request_events_need_the_requests_scope(world: World) -> None:
+    reader = await world.user("messages:read")
+    refused = await world.http.post(
+        "/v1/subscriptions",
+        json={
+            "name": "Overdue watch",
+            "url": "https://sub.example/hook",
+            "filter": {"events": ["request.overdue"]},
+        },
+        headers=reader.headers,
+    )
+    assert refused.status_code == 403, refused.text
+    assert "requests:manage" in refused.json()["detail"]
+    created = await world.http.post(
+        "/v1/subscriptions",
+        json={"name": "Messages only", "url": "https://sub.example/hook"},
+        headers=reader.headers,
+    )
+    assert created.status_code == 201, created.text
+    patched = await world.http.patch(
+        f"/v1/subscriptions/{created.json()['id']}",
+        json={"filter": {"events": ["message.inbound", "request.overdue"]}},
+        headers=reader.headers,
+    )
+    assert patched.status_code == 403, patched.text
+
+
+async def test_a_revoked_clients_subscriptions_stop(world: World) -> None:
+    owner = await world.user("messages:read", "requests:manage")
+    created = await world.subscribe(owner, "https://sub.example/hook", events=["request.overdue"])
+    async with world.runtime.db.write_sessions() as session, session.begin():
+        await revoke_client(session, owner.id, actor="test", now=world.clock())
+    async with world.runtime.db.read_sessions() as session:
+        row = await subscriptions_repository.get_any(session, uuid.UUID(created["id"]))
+        assert row is not None
+        assert row.enabled is False
+        assert row.disabled_reason == "the owning API client was revoked"
+        candidates = await subscriptions_repository.fanout_candidates(session, None)
+    assert all(c.id != row.id for c in candidates)

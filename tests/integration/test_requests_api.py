@@ -347,6 +347,28 @@ async def test_a_stale_version_loses(ra: RequestsApp, manager: ApiUser, db: Data
     assert (await read(ra, manager, str(rid)))["status"] == "assigned"
 
 
+async def test_a_reply_by_reference_from_another_state_answers_nothing(
+    ra: RequestsApp, manager: ApiUser
+) -> None:
+    """Only the request's states answer it by reference; anyone else is related traffic."""
+    reference = unique_ref("OTHER")
+    rid = (await create(ra, manager, directive_request(reference, urgency="normal")))["id"]
+    reply = {
+        "type": "reply",
+        "channel": "interpol",
+        "legal_basis": "DIR_2023_977",
+        "case_ref": reference,
+        "body": "Answer from a partner that was not asked.",
+    }
+    message_id, linked = await store_inbound(ra, reply, partner_id="interpol-ncb")
+    assert str(linked) == rid
+    view = await read(ra, manager, rid)
+    assert view["status"] == "received"
+    assert {"message_id": str(message_id), "role": "related"} in [
+        {k: m[k] for k in ("message_id", "role")} for m in view["linked_messages"]
+    ]
+
+
 async def test_inbound_reply_links_and_answers(ra: RequestsApp, manager: ApiUser) -> None:
     reference = unique_ref("OUT")
     rid = (await create(ra, manager, directive_request(reference, urgency="normal")))["id"]

@@ -27,6 +27,7 @@ from commcentre.messages.models import Message, MessageIdentifier
 from commcentre.retention import repository
 from commcentre.retention.service import purge_expired
 from commcentre.runtime import Runtime
+from commcentre.sealed import count_by_key_version
 from tests.databases import fresh_database
 from tests.factories import EXAMPLE_MESSAGE
 
@@ -242,3 +243,34 @@ async def test_a_message_of_an_open_request_is_kept_until_the_request_is_closed(
         assert moved.status_code == 200, moved.text
     assert (await housekeeper.run_once())["retention"] == 1
     assert await _count(app, Message, message_id) == 0
+
+
+async def test_deliveries_held_for_a_disabled_partner_do_not_keep_a_message(
+    app: FastAPI, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    runtime = _runtime(app)
+    message_id = await _submit(http, _message(SHORT_BASIS, "keeps-failing", "RT0000006"))
+    housekeeper = build_housekeeper(runtime.settings, runtime.db, clock=clock)
+    clock.now = START + timedelta(days=31)
+    assert (await housekeeper.run_once())["retention"] == 0  # still being retried
+    disabled = await http.patch("/v1/partners/keeps-failing", json={"enabled": False})
+    assert disabled.status_code == 200, disabled.text
+    # Held, never to be claimed while the partner is disabled: no reason to keep it.
+    assert (await housekeeper.run_once())["retention"] == 1
+    assert await _count(app, Message, message_id) == 0
+    assert await _count(app, Delivery, message_id) == 0
+
+
+async def test_shredded_rows_are_no_key_users(
+    app: FastAPI, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    runtime = _runtime(app)
+    message_id = await _submit(http, _message(SHORT_BASIS, "keeps-up", "RT0000007"))
+    await _delivered(http, message_id)
+    async with runtime.db.write_sessions() as session, session.begin():
+        before = await count_by_key_version(session)
+        await repository.shred(session, [uuid.UUID(message_id)])
+        after = await count_by_key_version(session)
+    version = runtime.keys.current_version
+    assert after["messages"].get(version, 0) == before["messages"][version] - 1
+    assert 0 not in after["messages"]

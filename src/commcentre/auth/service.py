@@ -14,6 +14,7 @@ from commcentre.auth.models import ApiClient
 from commcentre.auth.scopes import Scope
 from commcentre.errors import Conflict, NotFound, UnprocessableContent
 from commcentre.ids import new_id
+from commcentre.subscriptions import repository as subscriptions_repository
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,10 @@ async def revoke_client(
         raise NotFound(f"client {client_id} does not exist")
     if client.revoked_at is None:
         await repository.revoke(session, client, at=now)
+        # Its subscriptions stop with it: a revoked system receives nothing more.
+        disabled = await subscriptions_repository.disable_for_client(
+            session, client.id, reason="the owning API client was revoked", now=now
+        )
         await append(
             session,
             [
@@ -98,6 +103,7 @@ async def revoke_client(
                     actor=actor,
                     subject_type="api_client",
                     subject_id=str(client.id),
+                    details={"subscriptions_disabled": len(disabled)},
                     occurred_at=now,
                 )
             ],

@@ -160,6 +160,11 @@ async def apply_inbound(
             session,
             message_id=message_id,
             content=content,
+            sender_country=(
+                await repository.partner_country(session, source_partner_id)
+                if source_partner_id
+                else None
+            ),
             actor=actor,
             now=received_at,
             envelope=envelope,
@@ -297,23 +302,35 @@ async def _answer_from_inbound(
     *,
     message_id: uuid.UUID,
     content: MessageIn,
+    sender_country: str | None,
     actor: str,
     now: datetime,
     envelope: Envelope,
 ) -> InboundEffect | None:
     request_id = None
+    # A reply to a message of the request is its answer; a reply that only carries the
+    # reference answers it when it comes from one of the request's states. From anyone
+    # else it is linked as related traffic and changes nothing: a partner must not be
+    # able to take another state's request off the clock.
+    answers = True
     if content.in_reply_to is not None:
         request_id = await repository.request_linked_to(session, content.in_reply_to)
     if request_id is None and content.case_ref is not None:
         key = normalize_identifier(content.case_ref)
         found = await repository.latest_by_reference(session, key) if key else None
-        request_id = found.id if found is not None else None
+        if found is not None:
+            request_id = found.id
+            states = {found.requesting_state, found.issuing_state} - {None}
+            answers = sender_country is not None and sender_country in states
     if request_id is None:
         return None
-    found = uuid.UUID(str(request_id))
+    found_id = uuid.UUID(str(request_id))
     if await repository.link_exists(session, request_id, message_id):
-        return InboundEffect(found)
-    await _link(session, request_id, message_id, LinkRole.REPLY, now=now)
+        return InboundEffect(found_id)
+    role = LinkRole.REPLY if answers else LinkRole.RELATED
+    await _link(session, request_id, message_id, role, now=now)
+    if not answers:
+        return InboundEffect(found_id)
     row = await get_row(session, request_id)
     answered_after = None
     if is_allowed(RequestStatus(row.status), RequestStatus.ANSWERED):
@@ -325,7 +342,7 @@ async def _answer_from_inbound(
         )
         await apply_change(session, row, change, envelope=envelope, actor=actor, now=now)
         answered_after = max((now - row.received_at).total_seconds(), 0.0)
-    return InboundEffect(found, answered_after)
+    return InboundEffect(found_id, answered_after)
 
 
 async def _link(

@@ -5,16 +5,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.delivery.models import Delivery
 from commcentre.messages.models import Message, MessageIdentifier
+from commcentre.partners.models import Partner
 from commcentre.requests.models import RequestMessageLink, SupplementaryRequest
+from commcentre.subscriptions.models import Subscription
 
 OPEN_DELIVERY_STATUSES = ("pending", "retrying", "in_flight")
 SETTLED_REQUEST_STATUSES = ("closed", "rejected")
 SHREDDED = b""
+SHREDDED_VERSION = 0
 
 
 async def expired(
@@ -30,8 +33,20 @@ async def expired(
     With `lock` (PostgreSQL) they are locked, skipping those another worker holds, so
     that two workers never erase one message twice.
     """
+    # Work still to be done: a delivery the dispatcher would still make. Deliveries held
+    # for a disabled partner or subscription (or one deleted) do not keep a message past
+    # its retention: they go with it.
     open_delivery = exists().where(
-        Delivery.message_id == Message.id, Delivery.status.in_(OPEN_DELIVERY_STATUSES)
+        Delivery.message_id == Message.id,
+        Delivery.status.in_(OPEN_DELIVERY_STATUSES),
+        or_(
+            Delivery.partner_id.in_(select(Partner.id).where(Partner.enabled.is_(True))),
+            Delivery.subscription_id.in_(
+                select(Subscription.id).where(
+                    Subscription.enabled.is_(True), Subscription.deleted_at.is_(None)
+                )
+            ),
+        ),
     )
     # A request still being worked on (answered counts: it is not closed yet) keeps its
     # messages, whatever their age.
@@ -56,7 +71,10 @@ async def expired(
 async def shred(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
     """Destroy the data keys: the ciphertext can never be opened again."""
     await session.execute(
-        update(Message).where(Message.id.in_(ids)).values(wrapped_key=SHREDDED, ciphertext=SHREDDED)
+        update(Message)
+        .where(Message.id.in_(ids))
+        # Version 0 is no KEK: key status, rewrap and retire leave shredded rows alone.
+        .values(wrapped_key=SHREDDED, ciphertext=SHREDDED, key_version=SHREDDED_VERSION)
     )
 
 

@@ -2,11 +2,13 @@
 
 import uuid
 from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from commcentre.auth.models import ApiClient
 from commcentre.subscriptions.models import Subscription
 
 
@@ -68,8 +70,12 @@ async def fanout_candidates(session: AsyncSession, case_digest: bytes | None) ->
 
     One query; a subscription naming a case is a candidate only for that case.
     """
+    # The owner must still hold a live key: a revoked client's callbacks receive nothing.
+    live_owner = select(ApiClient.id).where(ApiClient.revoked_at.is_(None))
     stmt = select(Subscription.id, Subscription.filter, Subscription.case_digest).where(
-        Subscription.enabled.is_(True), Subscription.deleted_at.is_(None)
+        Subscription.enabled.is_(True),
+        Subscription.deleted_at.is_(None),
+        Subscription.client_id.in_(live_owner),
     )
     if case_digest is None:
         stmt = stmt.where(Subscription.case_digest.is_(None))
@@ -78,3 +84,20 @@ async def fanout_candidates(session: AsyncSession, case_digest: bytes | None) ->
             or_(Subscription.case_digest.is_(None), Subscription.case_digest == case_digest)
         )
     return (await session.execute(stmt.order_by(Subscription.id))).all()
+
+
+async def disable_for_client(
+    session: AsyncSession, client_id: uuid.UUID, *, reason: str, now: datetime
+) -> list[uuid.UUID]:
+    """Disable every live, enabled subscription of a client; their ids."""
+    result = await session.execute(
+        update(Subscription)
+        .where(
+            Subscription.client_id == client_id,
+            Subscription.enabled.is_(True),
+            Subscription.deleted_at.is_(None),
+        )
+        .values(enabled=False, disabled_reason=reason, updated_at=now)
+        .returning(Subscription.id)
+    )
+    return list(result.scalars())

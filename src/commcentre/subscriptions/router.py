@@ -86,8 +86,11 @@ async def create_subscription(
         )
         if created.generated_secret is not None:
             generated.append(created.generated_secret)
-        # What the Idempotency-Key store keeps: never the secret.
+        # What the Idempotency-Key store keeps (in clear): never the secret, nor the
+        # case_ref (sealed with the subscription; the answer takes it from the body).
         stored = created.subscription.model_dump(mode="json")
+        if isinstance(stored.get("filter"), dict):
+            stored["filter"] = {**stored["filter"], "case_ref": None}
         return 201, {**stored, "generated_signing_secret": None}
 
     outcome = await runtime.idempotent.run(
@@ -101,6 +104,9 @@ async def create_subscription(
     content = dict(outcome.body)
     if generated and not outcome.replayed:
         content["generated_signing_secret"] = generated[0]
+    if isinstance(content.get("filter"), dict):
+        # The same body (the fingerprint says so), so the same case_ref.
+        content["filter"] = {**content["filter"], "case_ref": body.filter.case_ref}
     headers = {"Location": f"/v1/subscriptions/{content['id']}"}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"

@@ -19,8 +19,9 @@ from commcentre.adapters.http import HttpPushConfig
 from commcentre.adapters.netguard import IPNetwork, resolve_pinned
 from commcentre.audit.service import AuditAction, AuditRecord, append
 from commcentre.auth.deps import Principal
+from commcentre.auth.scopes import Scope
 from commcentre.crypto import CryptoError, Envelope
-from commcentre.errors import Conflict, FieldError, NotFound, UnprocessableContent
+from commcentre.errors import Conflict, FieldError, Forbidden, NotFound, UnprocessableContent
 from commcentre.ids import new_id
 from commcentre.messages.service import MessageVault
 from commcentre.partners import repository as partners_repository
@@ -29,6 +30,7 @@ from commcentre.subscriptions import repository, sealing
 from commcentre.subscriptions.models import Subscription
 from commcentre.subscriptions.schemas import (
     SubscriptionCreate,
+    SubscriptionEvent,
     SubscriptionFilter,
     SubscriptionOut,
     SubscriptionPatch,
@@ -130,6 +132,17 @@ async def check_url(url: str, *, networks: Sequence[IPNetwork], loc: str = "url"
         ) from None
 
 
+# Events about requests carry request metadata: only who may manage requests gets them.
+_EVENT_SCOPES = {SubscriptionEvent.REQUEST_OVERDUE: Scope.REQUESTS_MANAGE}
+
+
+def _check_events(criteria: SubscriptionFilter, principal: Principal) -> None:
+    for event in criteria.events:
+        scope = _EVENT_SCOPES.get(event)
+        if scope is not None and not principal.has(scope):
+            raise Forbidden(f"subscribing to {event} needs the scope {scope.value}")
+
+
 async def _check_filter(session: AsyncSession, criteria: SubscriptionFilter) -> None:
     if not criteria.partners:
         return
@@ -178,6 +191,7 @@ async def create_subscription(
     now: datetime,
 ) -> CreatedSubscription:
     """Register a subscription; without signing secrets one is generated (returned once)."""
+    _check_events(body.filter, principal)
     await check_url(body.url, networks=networks)
     await _check_filter(session, body.filter)
     signing_secrets = [s.get_secret_value() for s in body.signing_secrets]
@@ -231,6 +245,7 @@ async def update_subscription(
         await check_url(patch.url, networks=networks)
         subscription.url = patch.url
     if patch.filter is not None:
+        _check_events(patch.filter, principal)
         await _check_filter(session, patch.filter)
     if patch.filter is not None or patch.signing_secrets is not None:
         _reseal(subscription, patch, vault=vault)
