@@ -307,6 +307,34 @@ async def test_late_reply_without_reason_sends_nothing(ra: RequestsApp, manager:
     assert response.json()["request"]["answered_late"] is True
 
 
+async def test_two_concurrent_replies_send_one_and_refuse_the_other(
+    ra: RequestsApp, manager: ApiUser
+) -> None:
+    """The reply and the move to answered commit together: the loser sends nothing."""
+    reference = unique_ref("TWICE")
+    rid = (await create(ra, manager, directive_request(reference, urgency="normal")))["id"]
+    answers = await asyncio.gather(
+        *(
+            ra.http.post(
+                f"/v1/requests/{rid}/reply",
+                json={"body": f"Answer {n}."},
+                headers=manager.headers | {"Idempotency-Key": str(uuid.uuid4())},
+            )
+            for n in range(2)
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [202, 409], [a.text for a in answers]
+    view = await read(ra, manager, rid)
+    assert view["status"] == "answered"
+    replies = [m for m in view["linked_messages"] if m["role"] == "reply"]
+    sent = next(a for a in answers if a.status_code == 202).json()["message"]["id"]
+    assert [m["message_id"] for m in replies] == [sent]
+    listed = await ra.http.get(
+        "/v1/messages", params={"case_ref": reference}, headers=manager.headers
+    )
+    assert [m["id"] for m in listed.json()["items"]] == [sent]
+
+
 async def test_illegal_transitions_answer_409_with_the_allowed_ones(
     ra: RequestsApp, manager: ApiUser
 ) -> None:

@@ -255,8 +255,16 @@ async def test_deliveries_held_for_a_disabled_partner_do_not_keep_a_message(
     assert (await housekeeper.run_once())["retention"] == 0  # still being retried
     disabled = await http.patch("/v1/partners/keeps-failing", json={"enabled": False})
     assert disabled.status_code == 200, disabled.text
-    # Held, never to be claimed while the partner is disabled: no reason to keep it.
-    assert (await housekeeper.run_once())["retention"] == 1
+    # Held, never to be claimed while the partner is disabled: no reason to keep it. (A
+    # run skips a message the dispatcher is still writing an outcome for: the next run
+    # takes it, as a later interval would.)
+    erased = 0
+    for _ in range(100):
+        erased += (await housekeeper.run_once())["retention"]
+        if erased:
+            break
+        await asyncio.sleep(0.02)
+    assert erased == 1
     assert await _count(app, Message, message_id) == 0
     assert await _count(app, Delivery, message_id) == 0
 

@@ -23,9 +23,9 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -33,7 +33,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from commcentre.audit.service import AuditRecord, append
 from commcentre.clock import Clock
-from commcentre.db import Database
+from commcentre.db import Database, WriteSession
 from commcentre.delivery.repository import insert_deliveries
 from commcentre.errors import CommCentreError, Conflict, ServiceUnavailable, UnprocessableContent
 from commcentre.idempotency import repository as idempotency_repository
@@ -67,6 +67,10 @@ class PendingMessage:
     delivery_rows: list[dict[str, Any]]
     audit: AuditRecord
     response: dict[str, Any]
+    # Runs in the same transaction after the message is inserted (e.g. a request's reply
+    # moves the request to answered): both commit or neither does. A CommCentreError it
+    # raises refuses this message alone, and nothing of it is stored.
+    after_insert: Callable[[WriteSession, datetime], Awaitable[None]] | None = None
     future: "asyncio.Future[IngestOutcome]" = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -216,6 +220,10 @@ class IngestWriter:
         try:
             await self._write(batch)
             return
+        except CommCentreError as refusal:  # from an after_insert hook
+            if len(batch) == 1:
+                _settle(batch[0], refusal)
+                return
         except (DBAPIError, OSError) as exc:
             if len(batch) == 1:
                 if isinstance(exc, IntegrityError):
@@ -285,6 +293,9 @@ class IngestWriter:
                 )
                 deliveries = [row for p in fresh for row in p.delivery_rows]
                 await insert_deliveries(session, deliveries)
+                for pending in fresh:
+                    if pending.after_insert is not None:
+                        await pending.after_insert(session, now)
                 await idempotency_repository.insert_many(
                     session,
                     [

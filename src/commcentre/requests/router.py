@@ -299,18 +299,18 @@ async def reply_to_request(
     pending.fingerprint = fingerprint(
         service.REPLY_OPERATION, request_id.bytes + body.model_dump_json().encode()
     )
+    # The reply and the request's move to answered commit in one transaction.
+    pending.after_insert = service.answering_hook(
+        request_id,
+        pending.message_row["id"],
+        body,
+        envelope=runtime.vault.envelope,
+        actor=principal.actor,
+    )
     outcome = await runtime.ingest.submit(pending)
     message_id = uuid.UUID(str(outcome.body["id"]))
-    async with runtime.db.write_sessions() as session, session.begin():
-        summary = await service.record_reply(
-            session,
-            request_id,
-            message_id,
-            body,
-            envelope=runtime.vault.envelope,
-            actor=principal.actor,
-            now=runtime.clock(),
-        )
+    async with runtime.db.read_sessions() as session:
+        summary = await service.request_summary(session, request_id, now=runtime.clock())
     if not outcome.replayed:
         _answered(runtime, summary)
     content = {"message": outcome.body, "request": summary.model_dump(mode="json")}

@@ -5,6 +5,7 @@ Services flush and never commit. The automation hooks (`open_from_inbound`,
 """
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.audit.service import AuditAction, AuditRecord, append
 from commcentre.crypto import Envelope
+from commcentre.db import WriteSession
 from commcentre.errors import Conflict, UnprocessableContent, validation_problem
 from commcentre.idempotency import repository as idempotency_repository
 from commcentre.ids import new_id
@@ -47,15 +49,16 @@ from commcentre.requests.views import full_view, summary_of
 __all__ = [
     "CREATE_OPERATION",
     "REPLY_OPERATION",
+    "answering_hook",
     "create_request",
     "escalate_overdue",
     "get_request",
     "list_requests",
     "open_from_inbound",
     "record_eaw",
-    "record_reply",
     "reply_message",
     "reply_was_sent",
+    "request_summary",
     "require_request",
     "transition",
 ]
@@ -411,23 +414,27 @@ async def reply_message(
         raise validation_problem(exc) from None
 
 
-async def record_reply(
-    session: AsyncSession,
+def answering_hook(
     request_id: uuid.UUID,
     message_id: uuid.UUID,
     body: ReplyIn,
     *,
     envelope: Envelope,
     actor: str,
-    now: datetime,
-) -> RequestSummary:
-    """Link an accepted reply (role reply) and move the request to answered.
+) -> Callable[[WriteSession, datetime], Awaitable[None]]:
+    """What the reply's ingest transaction also does: link it and answer the request.
 
-    Idempotent: a replayed reply is linked once, and a request that moved on
-    meanwhile (answered by a partner's message, rejected) keeps its state.
+    Runs in the transaction that stores the reply, so the reply and the request's
+    move to answered commit together or not at all. A request that cannot be
+    answered any more (answered meanwhile by a concurrent reply, rejected,
+    closed) refuses the reply with 409, and nothing is sent.
     """
-    row = await get_row(session, request_id)
-    if not await repository.link_exists(session, request_id, message_id):
+
+    async def answer(session: WriteSession, now: datetime) -> None:
+        row = await get_row(session, request_id)
+        current = RequestStatus(row.status)
+        if not is_allowed(current, RequestStatus.ANSWERED):
+            raise illegal_transition(current, RequestStatus.ANSWERED)
         await repository.insert_links(
             session,
             [
@@ -439,15 +446,22 @@ async def record_reply(
                 }
             ],
         )
-        if is_allowed(RequestStatus(row.status), RequestStatus.ANSWERED):
-            change = Change(
-                target=RequestStatus.ANSWERED,
-                event="replied",
-                note=body.note,
-                delay_reason=body.delay_reason,
-                # Checked before the reply was sent; the reply is out now, so record it.
-                require_delay_reason=False,
-                message_id=message_id,
-            )
-            await apply_change(session, row, change, envelope=envelope, actor=actor, now=now)
+        change = Change(
+            target=RequestStatus.ANSWERED,
+            event="replied",
+            note=body.note,
+            delay_reason=body.delay_reason,
+            # Checked before the reply was prepared (a late answer needs its reason).
+            require_delay_reason=False,
+            message_id=message_id,
+        )
+        await apply_change(session, row, change, envelope=envelope, actor=actor, now=now)
+
+    return answer
+
+
+async def request_summary(
+    session: AsyncSession, request_id: uuid.UUID, *, now: datetime
+) -> RequestSummary:
+    """The request as it stands (metadata only: no decryption, no audit)."""
     return summary_of(await get_row(session, request_id), now=now)
