@@ -160,6 +160,7 @@ class Dispatcher:
         self.stats = DispatcherStats()
         self._views: dict[tuple[str, datetime], PartnerView] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._backlog = False  # the last claim was full: more deliveries are due
         self._stopping = False
         self._runner: asyncio.Task[None] | None = None
         self._recorder: asyncio.Task[None] | None = None
@@ -215,9 +216,13 @@ class Dispatcher:
     # -- claiming --------------------------------------------------------------
 
     async def _run(self) -> None:
+        # With a backlog, claim again once a quarter of the slots is free: one claim
+        # transaction for several deliveries, not one per freed slot. Without one, claim
+        # as soon as woken (latency).
+        refill = max(1, self._settings.concurrency // 4)
         while not self._stopping:
             free = self._settings.concurrency - len(self._tasks)
-            if free <= 0:
+            if free <= 0 or (self._backlog and free < refill and self._tasks):
                 await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
                 continue
             self._wake.clear()
@@ -271,6 +276,7 @@ class Dispatcher:
                 skip_subscriptions=_subscription_ids(open_circuits),
                 skip_locked=not self._db.is_sqlite,
             )
+        self._backlog = len(claims) >= limit
         if not claims:
             return []
         self.stats.claimed += len(claims)
