@@ -29,6 +29,8 @@ CASE_REF = "FI-CANARY-2026-7777"
 BODY = "canary-body-should-never-be-logged"
 JUSTIFICATION = "canary-justification-text"
 BAD_DOB = "canary-not-a-date"
+REQUEST_TEXT = "canary-request-free-text"
+REQUEST_REF = "SE-CANARY-2026-0001"
 
 
 def _content(**changes: Any) -> dict[str, Any]:
@@ -130,6 +132,37 @@ async def test_canaries_never_reach_the_logs(
         )
         assert forwarded.status_code == 202, forwarded.text
 
+        # A supplementary-information request: its free text is sealed, never logged.
+        manager = await make_user("requests:manage", "messages:read")
+        opened = await http.post(
+            "/v1/requests",
+            json={
+                "reference": REQUEST_REF,
+                "form": "M",
+                "requesting_state": "SE",
+                "legal_basis": "DIR_2023_977",
+                "subject": REQUEST_TEXT,
+                "note": REQUEST_TEXT,
+            },
+            headers=manager.headers,
+        )
+        assert opened.status_code == 201, opened.text
+        request_id = opened.json()["id"]
+        moved = await http.post(
+            f"/v1/requests/{request_id}/transitions",
+            json={"to": "assigned", "note": REQUEST_TEXT},
+            headers=manager.headers,
+        )
+        assert moved.status_code == 200, moved.text
+        answered = await http.post(
+            f"/v1/requests/{request_id}/reply",
+            json={"body": BODY, "note": REQUEST_TEXT},
+            headers=manager.headers,
+        )
+        assert answered.status_code == 202, answered.text
+        consulted = await http.get(f"/v1/requests/{request_id}", headers={**manager.headers, **why})
+        assert consulted.status_code == 200, consulted.text
+
         dispatcher = app.state.runtime.dispatcher
         await dispatcher.drain(within=2)  # the subscriber stays down: not everything drains
 
@@ -140,6 +173,7 @@ async def test_canaries_never_reach_the_logs(
         BODY,
         JUSTIFICATION,
         BAD_DOB,
+        REQUEST_TEXT,
         partner_secret,
         partner_secret.removeprefix("whsec_"),
         subscription_secret.removeprefix("whsec_"),
