@@ -282,3 +282,20 @@ async def test_shredded_rows_are_no_key_users(
     version = runtime.keys.current_version
     assert after["messages"].get(version, 0) == before["messages"][version] - 1
     assert 0 not in after["messages"]
+
+
+async def test_a_message_past_its_retention_cannot_be_linked_to_a_request(
+    app: FastAPI, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    message_id = await _submit(http, _message(SHORT_BASIS, "keeps-failing", "RT0000008"))
+    body = {
+        "reference": "RT-RETENTION-2",
+        "form": "M",
+        "requesting_state": "SE",
+        "legal_basis": "DIR_2023_977",
+        "linked_messages": [{"message_id": message_id}],
+    }
+    clock.now = START + timedelta(days=31)  # past purge_after; still held by its retries
+    refused = await http.post("/v1/requests", json=body)
+    assert refused.status_code == 422, refused.text
+    assert "retention period has ended" in refused.json()["detail"]

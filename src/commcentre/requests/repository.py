@@ -103,11 +103,14 @@ async def link_exists(session: WriteSession, request_id: uuid.UUID, message_id: 
 
 
 async def existing_messages(
-    session: AsyncSession, message_ids: Collection[uuid.UUID]
+    session: AsyncSession, message_ids: Collection[uuid.UUID], *, now: datetime
 ) -> set[uuid.UUID]:
+    """Those of the messages that exist and are within their retention period."""
     if not message_ids:
         return set()
-    rows = await session.scalars(select(Message.id).where(Message.id.in_(list(message_ids))))
+    rows = await session.scalars(
+        select(Message.id).where(Message.id.in_(list(message_ids)), Message.purge_after > now)
+    )
     return set(rows)
 
 

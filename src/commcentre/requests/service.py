@@ -92,10 +92,15 @@ async def create_request(
         alert_flags=body.alert_flags,
     )
     links = list({link.message_id: link for link in body.linked_messages}.values())
-    found = await repository.existing_messages(session, [link.message_id for link in links])
+    found = await repository.existing_messages(
+        session, [link.message_id for link in links], now=now
+    )
     missing = [str(link.message_id) for link in links if link.message_id not in found]
     if missing:
-        raise UnprocessableContent(f"linked messages do not exist: {', '.join(missing)}")
+        raise UnprocessableContent(
+            "linked messages do not exist or their retention period has ended: "
+            + ", ".join(missing)
+        )
     request_id = new_id()
     sealed = sealing.seal_request_text(
         envelope, request_id, sealing.RequestText(subject=body.subject)
