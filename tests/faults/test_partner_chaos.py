@@ -109,7 +109,6 @@ def test_failing_partners_lose_no_delivery(
         Receiver(secret=secrets[CHAOS], answer=chaos_answer(chaos_rng)) as chaos,
         Receiver(secret=secrets[GONE], answer=gone_answer()) as gone,
     ):
-        worker = children.start("worker", ["worker"], env)
         api = start_api(children, env)
         for partner, receiver in ((CHAOS, chaos), (GONE, gone)):
             create_webhook_partner(
@@ -119,8 +118,9 @@ def test_failing_partners_lose_no_delivery(
                 url=receiver.url,
                 secret=secrets[partner],
             )
-        worker.wait_for_log("dispatcher_started")
         phases.done("start")
+        # Every message is accepted before the worker starts: once `gone` answers 410 its
+        # partner is disabled, and a message submitted after that would route nowhere (422).
         accepted = {
             partner: ingest(
                 api.base_url, api.admin_key, partner_id=partner, count=count, concurrency=8
@@ -128,6 +128,8 @@ def test_failing_partners_lose_no_delivery(
             for partner, count in ((CHAOS, CHAOS_MESSAGES), (GONE, GONE_MESSAGES))
         }
         phases.done("messages in")
+        worker = children.start("worker", ["worker"], env)
+        worker.wait_for_log("dispatcher_started")
 
         def partner_state() -> dict[str, object]:
             with httpx.Client(base_url=api.base_url, trust_env=False, timeout=10) as client:
