@@ -112,6 +112,21 @@ async def redrive(
     )
 
 
+async def redrive_entries(
+    http: httpx.AsyncClient, make_user: MakeUser, partner: str
+) -> list[dict[str, Any]]:
+    """The audit log's `dead_letters.redriven` entries about this partner."""
+    auditor = await make_user("audit:read")
+    response = await http.get(
+        "/v1/audit",
+        params={"event": "dead_letters.redriven", "subject_id": partner},
+        headers=auditor.headers,
+    )
+    assert response.status_code == 200, response.text
+    entries: list[dict[str, Any]] = response.json()["items"]
+    return entries
+
+
 def at(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -401,13 +416,7 @@ async def test_dry_run_changes_nothing(
     for d in dead:
         view = await deliveries(http, user, d["message_id"])
         assert (view["status"], view["deliveries"][0]["status"]) == ("failed", "dead")
-    auditor = await make_user("audit:read")
-    entries = await http.get(
-        "/v1/audit",
-        params={"event": "dead_letters.redriven", "subject_id": partner},
-        headers=auditor.headers,
-    )
-    assert entries.json()["items"] == []
+    assert await redrive_entries(http, make_user, partner) == []
 
 
 async def test_disabled_partner_is_409_and_nothing_moves(
@@ -445,13 +454,7 @@ async def test_nothing_dead_redrives_nothing_and_is_not_audited(
     partner = await partners.create()
     response = await redrive(http, admin, {"partner": partner})
     assert response.json() == {"redriven": 0, "ids": [], "skipped": [], "dry_run": False}
-    auditor = await make_user("audit:read")
-    entries = await http.get(
-        "/v1/audit",
-        params={"event": "dead_letters.redriven", "subject_id": partner},
-        headers=auditor.headers,
-    )
-    assert entries.json()["items"] == []
+    assert await redrive_entries(http, make_user, partner) == []
 
 
 async def test_redrive_with_idempotency_key(
@@ -479,13 +482,7 @@ async def test_redrive_with_idempotency_key(
     different = await redrive(http, admin, {"partner": partner}, **{"Idempotency-Key": key})
     assert different.status_code == 422
 
-    auditor = await make_user("audit:read")
-    entries = await http.get(
-        "/v1/audit",
-        params={"event": "dead_letters.redriven", "subject_id": partner},
-        headers=auditor.headers,
-    )
-    assert len(entries.json()["items"]) == 1
+    assert len(await redrive_entries(http, make_user, partner)) == 1
 
 
 async def test_redrive_is_audited(
@@ -500,15 +497,7 @@ async def test_redrive_is_audited(
     await partners.fix(partner)
     assert (await redrive(http, admin, {"partner": partner})).status_code == 200
 
-    auditor = await make_user("audit:read")
-    entries = (
-        await http.get(
-            "/v1/audit",
-            params={"event": "dead_letters.redriven", "subject_id": partner},
-            headers=auditor.headers,
-        )
-    ).json()["items"]
-    [entry] = entries
+    [entry] = await redrive_entries(http, make_user, partner)
     assert entry["action"] == "alteration"
     assert entry["actor"] == f"client:{admin.id}"
     assert entry["subject_type"] == "partner"
@@ -520,6 +509,7 @@ async def test_redrive_is_audited(
         "until": None,
         "partners": [partner],
     }
+    auditor = await make_user("audit:read")
     verify = (await http.get("/v1/audit/verify", headers=auditor.headers)).json()
     assert verify["ok"] is True
 

@@ -27,16 +27,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from commcentre.app import create_app
@@ -47,9 +44,8 @@ from commcentre.delivery.breaker import BreakerState, CircuitBreakers
 from commcentre.delivery.dispatcher import Dispatcher, DispatcherSettings
 from commcentre.delivery.models import Delivery
 from commcentre.delivery.retry import RetryPolicy
-from commcentre.migrate import upgrade
 from commcentre.runtime import Runtime
-from tests.conftest import PG_ENV
+from tests.databases import fresh_database
 from tests.factories import message
 
 SECRET = f"whsec_{base64.b64encode(os.urandom(32)).decode()}"
@@ -62,32 +58,10 @@ SHORT_TIMEOUT = 0.3
 # -- a database of their own ----------------------------------------------------------------------
 
 
-async def _on_server(url: str, statement: str) -> None:
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="module")
 def dispatch_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = os.environ.get(PG_ENV)
-    if not base:
-        path: Path = tmp_path_factory.mktemp("dispatch") / "dispatch.db"
-        url = f"sqlite+aiosqlite:///{path}"
-        upgrade(url)
+    with fresh_database(tmp_path_factory.mktemp("dispatch"), "dispatch") as url:
         yield url
-        return
-    name = f"dispatch_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_on_server(base, f'CREATE DATABASE "{name}"'))
-    try:
-        url = make_url(base).set(database=name).render_as_string(hide_password=False)
-        upgrade(url)
-        yield url
-    finally:
-        asyncio.run(_on_server(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 # -- a partner on 127.0.0.1 that answers as a script says -----------------------------------------

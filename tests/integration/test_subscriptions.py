@@ -17,16 +17,13 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
 from commcentre.app import create_app
@@ -37,10 +34,9 @@ from commcentre.delivery.breaker import BreakerState, CircuitBreakers
 from commcentre.delivery.dispatcher import Dispatcher, DispatcherSettings
 from commcentre.delivery.retry import RetryPolicy
 from commcentre.messages.models import Message
-from commcentre.migrate import upgrade
 from commcentre.partners.schemas import generate_signing_secret
 from commcentre.runtime import Runtime
-from tests.conftest import PG_ENV
+from tests.databases import fresh_database
 from tests.factories import message
 from tests.inbound_support import push
 from tests.integration.subscriptions_support import (
@@ -60,32 +56,10 @@ def secret() -> str:
 # -- a database and an app of their own -----------------------------------------------------------
 
 
-async def _on_server(url: str, statement: str) -> None:
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="module")
 def subs_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = os.environ.get(PG_ENV)
-    if not base:
-        path: Path = tmp_path_factory.mktemp("subs") / "subs.db"
-        url = f"sqlite+aiosqlite:///{path}"
-        upgrade(url)
+    with fresh_database(tmp_path_factory.mktemp("subs"), "subs") as url:
         yield url
-        return
-    name = f"subs_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_on_server(base, f'CREATE DATABASE "{name}"'))
-    try:
-        url = make_url(base).set(database=name).render_as_string(hide_password=False)
-        upgrade(url)
-        yield url
-    finally:
-        asyncio.run(_on_server(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def no_dns(host: str, port: int) -> Sequence[str]:

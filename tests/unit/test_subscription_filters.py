@@ -5,8 +5,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from commcentre.messages.kinds import kind_bits
 from commcentre.messages.schemas import Channel, MessageType, Priority, SubjectKind
-from commcentre.messages.service import kind_bits
 from commcentre.subscriptions.filters import kinds_mask, matches, wants_request_event
 
 DIGEST = b"\x01" * 32

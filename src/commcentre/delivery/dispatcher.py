@@ -291,6 +291,10 @@ class Dispatcher:
             }
         jobs: list[_Job] = []
         for claim in claims:
+            if claim.attempts >= self._policy.max_attempts:
+                # Only lost attempts (workers that died holding it) bring it here.
+                self._record_dead(claim, claim.attempts, "attempts exhausted: workers were lost")
+                continue
             subscription = subscribed.get(claim.subscription_id) if claim.subscription_id else None
             message = messages.get(claim.message_id) if claim.message_id else None
             if claim.message_id is None:
@@ -307,15 +311,10 @@ class Dispatcher:
         self, claim: ClaimedDelivery, message: Message | None, subscription: Subscription | None
     ) -> _Job | None:
         attempt = claim.attempts + 1
-        if claim.attempts >= self._policy.max_attempts:
-            self._record_dead(claim, claim.attempts, "attempts exhausted: workers were lost")
-            return None
         if message is None or subscription is None:
             self._record_dead(claim, attempt, "message or subscription no longer exists")
             return None
-        if subscription.deleted_at is not None:
-            deleted = subscription.deleted_at.isoformat()
-            self._record_dead(claim, attempt, f"subscription was deleted at {deleted}")
+        if self._deleted(claim, attempt, subscription):
             return None
         try:
             view = self._subscription_view(subscription)
@@ -336,18 +335,21 @@ class Dispatcher:
             request_id=message.request_id,
         )
 
+    def _deleted(self, claim: ClaimedDelivery, attempt: int, subscription: Subscription) -> bool:
+        """A deleted subscription's delivery dies (recorded here) instead of being sent."""
+        if subscription.deleted_at is None:
+            return False
+        deleted = subscription.deleted_at.isoformat()
+        self._record_dead(claim, attempt, f"subscription was deleted at {deleted}")
+        return True
+
     def _event_job(self, claim: ClaimedDelivery, subscription: Subscription | None) -> _Job | None:
         """A request event to a subscriber: the metadata stored with the delivery, as is."""
         attempt = claim.attempts + 1
-        if claim.attempts >= self._policy.max_attempts:
-            self._record_dead(claim, claim.attempts, "attempts exhausted: workers were lost")
-            return None
         if claim.event is None or claim.event_data is None or subscription is None:
             self._record_dead(claim, attempt, "event or subscription no longer exists")
             return None
-        if subscription.deleted_at is not None:
-            deleted = subscription.deleted_at.isoformat()
-            self._record_dead(claim, attempt, f"subscription was deleted at {deleted}")
+        if self._deleted(claim, attempt, subscription):
             return None
         try:
             view = self._subscription_view(subscription)
@@ -384,10 +386,6 @@ class Dispatcher:
         self, claim: ClaimedDelivery, message: Message | None, partner: Partner | None
     ) -> _Job | None:
         attempt = claim.attempts + 1
-        if claim.attempts >= self._policy.max_attempts:
-            # Only lost attempts (workers that died holding it) bring it here.
-            self._record_dead(claim, claim.attempts, "attempts exhausted: workers were lost")
-            return None
         if message is None or partner is None:
             self._record_dead(claim, attempt, "message or partner no longer exists")
             return None

@@ -28,6 +28,7 @@ from commcentre.messages import forwarding, service
 from commcentre.messages.forwarding import ForwardRequest
 from commcentre.messages.identifiers import LookupRequest, normalize_identifier
 from commcentre.messages.ingest import IngestOutcome
+from commcentre.messages.kinds import kind_bits
 from commcentre.messages.repository import MessageFilter
 from commcentre.messages.schemas import Direction, MessageIn, SubjectKind
 from commcentre.messages.views import (
@@ -171,7 +172,7 @@ async def list_messages(
     filters = MessageFilter(
         direction=direction.value if direction else None,
         status=status,
-        subject_kind_bit=service.kind_bits([subject_type]) if subject_type else None,
+        subject_kind_bit=kind_bits([subject_type]) if subject_type else None,
         case_ref_digest=runtime.vault.case_ref_digest(case_ref)
         if case_ref and normalize_identifier(case_ref)
         else None,

@@ -25,8 +25,7 @@ from commcentre.messages.identifiers import (
     query_tokens,
 )
 from commcentre.messages.ingest import PendingMessage
-from commcentre.messages.kinds import kind_bits as kind_bits
-from commcentre.messages.kinds import kinds_of as kinds_of
+from commcentre.messages.kinds import kind_bits, kinds_of
 from commcentre.messages.models import Message
 from commcentre.messages.repository import MessageFilter, Visibility
 from commcentre.messages.schemas import MessageIn

@@ -12,9 +12,7 @@ digest applies to it (against the request reference's digest).
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from commcentre.messages.schemas import SubjectKind
-
-_KIND_BITS = {kind.value: 1 << i for i, kind in enumerate(SubjectKind)}
+from commcentre.messages.kinds import KIND_BITS
 
 
 def _listed(criteria: Mapping[str, Any], name: str) -> Sequence[Any]:
@@ -26,7 +24,7 @@ def kinds_mask(kinds: Sequence[str]) -> int:
     """The bit set of subject kinds (as messages.subject_kinds stores it); unknown kinds: 0."""
     mask = 0
     for kind in kinds:
-        mask |= _KIND_BITS.get(kind, 0)
+        mask |= KIND_BITS.get(kind, 0)
     return mask
 
 
