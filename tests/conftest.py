@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 from fastapi import FastAPI
 
@@ -26,6 +27,11 @@ from commcentre.db import Database
 from commcentre.migrate import upgrade
 
 PG_ENV = "COMMCENTRE_TEST_DATABASE_URL"
+
+# The property tests check what comes out, not how fast: no deadline per example, which a
+# busy machine could miss on an example that is quick everywhere else.
+hypothesis.settings.register_profile("commcentre", deadline=None)
+hypothesis.settings.load_profile("commcentre")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -357,8 +357,9 @@ async def test_hang_past_the_timeout_is_retried(
     start_receiver: Callable[..., Awaitable[Receiver]],
 ) -> None:
     receiver = await start_receiver(hang)
-    # A spare attempt: a loaded machine may miss the short timeout once more.
-    policy = RetryPolicy(base=0.01, cap=0.05, max_attempts=5)
+    # Spare attempts, spread out further each time: a loaded machine may miss the short
+    # timeout on a prompt answer too, and a slow spell must not use them all up at once.
+    policy = RetryPolicy(base=0.05, cap=1.0, max_attempts=8)
     async with gateway(settings, dispatch_url, policy=policy, delivery_timeout=SHORT_TIMEOUT) as gw:
         partner = await gw.webhook_partner(receiver)
         accepted = await gw.submit(partner)
@@ -408,8 +409,11 @@ async def test_429_retry_after_is_honoured(
     await gw.drain()
     delivery = await gw.only_delivery(accepted["id"])
     assert outcomes(delivery) == [("retry", 429), ("delivered", 200)]
-    first, second = receiver.hits
-    assert second.at - first.at >= 0.95
+    assert len(receiver.hits) == 2
+    # The second attempt started no sooner than Retry-After allows. (The partner's own
+    # receive times also include how long the first request took to reach it.)
+    first, second = (at(a["started_at"]) for a in delivery["attempt_history"])
+    assert second - first >= timedelta(seconds=1)
 
 
 async def test_410_disables_the_partner_and_later_messages_are_refused(
@@ -609,7 +613,7 @@ async def test_open_circuit_stops_attempts_for_the_cooldown(
 
         # The partner recovers: the next probe closes the circuit and everything goes out.
         receiver.otherwise = OK
-        await gw.drain(within=5)
+        await gw.drain()
         for a in accepted:
             assert (await gw.only_delivery(a["id"]))["status"] == "delivered"
         recovered = {hit.webhook_id for hit in receiver.hits if hit.at > probes[-1].at}

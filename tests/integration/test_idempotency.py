@@ -1,6 +1,7 @@
 """Idempotency-Key on POST /v1/messages (IETF httpapi draft semantics)."""
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 
@@ -60,29 +61,35 @@ async def test_malformed_key_is_422(http: httpx.AsyncClient, user: ApiUser) -> N
 async def test_same_key_while_in_flight_is_409(
     settings: Settings, make_user: MakeUser, tmp_path: Path
 ) -> None:
-    # A writer that waits 300 ms to fill its batch holds the first request in flight.
-    slow = settings.model_copy(update={"ingest_batch_wait_ms": 300.0})
-    app = create_app(slow)
+    # Batches of two with a long wait to fill: a message queued alone stays in flight
+    # until a second one joins it, however long the requests in between take.
+    held = settings.model_copy(update={"ingest_batch_max": 2, "ingest_batch_wait_ms": 30_000.0})
+    app = create_app(held)
     user = await make_user("messages:write")
     headers = {**user.headers, "Idempotency-Key": str(uuid.uuid4())}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+
+            async def post(with_headers: dict[str, str]) -> httpx.Response:
+                return await http.post("/v1/messages", json=EXAMPLE_MESSAGE, headers=with_headers)
+
             # Warm the caches (key lookup, routing), so the first request is quick to queue.
-            warm = await http.post("/v1/messages", json=EXAMPLE_MESSAGE, headers=user.headers)
-            assert warm.status_code == 202
-            first = asyncio.create_task(
-                http.post("/v1/messages", json=EXAMPLE_MESSAGE, headers=headers)
-            )
+            warm = await asyncio.gather(post(user.headers), post(user.headers))
+            assert [r.status_code for r in warm] == [202, 202]
+            first = asyncio.create_task(post(headers))
             writer = app.state.runtime.ingest
-            for _ in range(200):  # until the writer holds it (it waits 300 ms for a batch)
-                if writer.in_flight:
-                    break
+            deadline = time.monotonic() + 10
+            while not writer.in_flight:  # until the writer holds it
+                assert time.monotonic() < deadline, "the first request was never seen in flight"
                 await asyncio.sleep(0.005)
-            second = await http.post("/v1/messages", json=EXAMPLE_MESSAGE, headers=headers)
+            second = await post(headers)
             assert second.status_code == 409
+            assert not first.done()
+            filler = await post(user.headers)  # completes the first one's batch
+            assert filler.status_code == 202
             assert (await first).status_code == 202
-            third = await http.post("/v1/messages", json=EXAMPLE_MESSAGE, headers=headers)
+            third, _ = await asyncio.gather(post(headers), post(user.headers))
             assert third.status_code == 202
             assert third.json()["id"] == (await first).json()["id"]
 

@@ -1,8 +1,10 @@
 """The group-commit writer: batching, isolation of bad messages, outages, shutdown."""
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,18 +36,29 @@ def vault(tmp_path: Path) -> MessageVault:
     )
 
 
-def writer_for(db: Database, *, wait: float = 0.05) -> IngestWriter:
+def writer_for(db: Database, *, wait: float = 0.05, batch_max: int = 100) -> IngestWriter:
     return IngestWriter(
-        db.url, clock=utcnow, batch_max=100, batch_wait=wait, idempotency_ttl=timedelta(hours=24)
+        db.url,
+        clock=utcnow,
+        batch_max=batch_max,
+        batch_wait=wait,
+        idempotency_ttl=timedelta(hours=24),
     )
 
 
-@pytest.fixture
-async def writer(db: Database) -> AsyncIterator[IngestWriter]:
-    ingest = writer_for(db)
+@asynccontextmanager
+async def batch_writer(db: Database, size: int) -> AsyncIterator[IngestWriter]:
+    """A writer whose batch closes once `size` messages are queued.
+
+    Its long wait lets a slow machine queue them all; when they are all there,
+    the batch is written at once.
+    """
+    ingest = writer_for(db, wait=10.0, batch_max=size)
     await ingest.start()
-    yield ingest
-    await ingest.stop()
+    try:
+        yield ingest
+    finally:
+        await ingest.stop()
 
 
 def pending_for(user: ApiUser, vault: MessageVault, key: str | None = None) -> PendingMessage:
@@ -67,31 +80,35 @@ async def stored_ids(db: Database, ids: list[uuid.UUID]) -> set[uuid.UUID]:
 
 
 async def test_a_bad_message_does_not_fail_its_neighbours(
-    writer: IngestWriter, db: Database, user: ApiUser, vault: MessageVault
+    db: Database, user: ApiUser, vault: MessageVault
 ) -> None:
     batch = [pending_for(user, vault) for _ in range(5)]
     # A submitter that does not exist breaks the foreign key: only this one may fail.
     batch[2].message_row["client_id"] = uuid.uuid4()
-    before = writer.batches_written
-    outcomes = await asyncio.gather(*(writer.submit(p) for p in batch), return_exceptions=True)
+    async with batch_writer(db, len(batch)) as writer:
+        before = writer.batches_written
+        outcomes = await asyncio.gather(*(writer.submit(p) for p in batch), return_exceptions=True)
+        written = writer.batches_written - before
     assert isinstance(outcomes[2], Conflict)
     good = [p for i, p in enumerate(batch) if i != 2]
     assert all(o.status_code == 202 for i, o in enumerate(outcomes) if i != 2)  # type: ignore[union-attr]
     ids = [p.message_row["id"] for p in batch]
     assert await stored_ids(db, ids) == {p.message_row["id"] for p in good}
     # One failed batch, then each message alone.
-    assert writer.batches_written - before == len(good)
+    assert written == len(good)
     async with db.read_sessions() as session:
         assert (await verify_chain(session)).ok
 
 
 async def test_concurrent_messages_share_one_transaction(
-    writer: IngestWriter, user: ApiUser, vault: MessageVault
+    db: Database, user: ApiUser, vault: MessageVault
 ) -> None:
-    before = writer.batches_written
-    outcomes = await asyncio.gather(*(writer.submit(pending_for(user, vault)) for _ in range(40)))
-    assert {o.status_code for o in outcomes} == {202}
-    assert writer.batches_written - before == 1
+    batch = [pending_for(user, vault) for _ in range(40)]
+    async with batch_writer(db, len(batch)) as writer:
+        before = writer.batches_written
+        outcomes = await asyncio.gather(*(writer.submit(p) for p in batch))
+        assert {o.status_code for o in outcomes} == {202}
+        assert writer.batches_written - before == 1
 
 
 async def test_an_unreachable_store_answers_503_and_the_writer_survives(
@@ -154,14 +171,22 @@ async def test_expired_idempotency_keys_are_purged_and_reusable(
             expires_at=past + timedelta(hours=24),
         )
         session.add(record)
+
+    async def expired_left() -> int:
+        async with db.read_sessions() as session:
+            left = await session.scalar(
+                select(func.count())
+                .select_from(IdempotencyRecord)
+                .where(IdempotencyRecord.expires_at <= utcnow())
+            )
+        return int(left or 0)
+
     ingest = writer_for(db, wait=0)
     await ingest.start()  # the writer purges expired records when it starts, then every 10 min
-    await asyncio.sleep(0.2)
-    await ingest.stop()
-    async with db.read_sessions() as session:
-        left = await session.scalar(
-            select(func.count())
-            .select_from(IdempotencyRecord)
-            .where(IdempotencyRecord.expires_at <= utcnow())
-        )
-    assert left == 0
+    try:
+        deadline = time.monotonic() + 10
+        while await expired_left():
+            assert time.monotonic() < deadline, "expired records were not purged"
+            await asyncio.sleep(0.02)
+    finally:
+        await ingest.stop()
