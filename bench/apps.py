@@ -4,7 +4,7 @@
   body, validate it with the same `MessageIn.model_validate_json` as
   POST /v1/messages, answer 202. No auth, no database, no crypto.
 - `commcentre_app`: the real application, configured from COMMCENTRE_*
-  environment variables like `commcentre serve`.
+  environment variables and logging JSON lines like `commcentre serve` in prod.
 """
 
 from fastapi import FastAPI, Request
@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from commcentre.app import create_app
 from commcentre.config import Settings
+from commcentre.logs import configure_logging
 from commcentre.messages.schemas import MessageIn
 
 ACCEPTED = {"status": "accepted"}
@@ -39,5 +40,10 @@ def ceiling_app() -> FastAPI:
 
 
 def commcentre_app() -> FastAPI:
-    """The real app, settings from the environment (COMMCENTRE_DATABASE_URL, ...)."""
+    """The real app, settings from the environment (COMMCENTRE_DATABASE_URL, ...).
+
+    Logs as production does (JSON lines, one `request_finished` per request), whatever
+    the environment: the benchmark's keyring is a dev one, its log format need not be.
+    """
+    configure_logging(json=True)
     return create_app(Settings())

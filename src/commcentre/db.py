@@ -186,6 +186,11 @@ class SyncWriteSession:
     def __init__(self, session: Session) -> None:
         self._session = session
 
+    @property
+    def sync_session(self) -> Session:
+        """The synchronous session underneath (for `commcentre.bulk.insert_rows`)."""
+        return self._session
+
     @overload
     async def execute(
         self, statement: TypedReturnsRows[*_Ts], params: ExecuteParams | None = None

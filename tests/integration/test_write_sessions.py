@@ -237,21 +237,20 @@ async def test_an_executemany_insert_goes_out_in_multi_row_pages(db: Database) -
     if not db.is_sqlite:
         pytest.skip("asyncpg keeps its own executemany")
     statements: list[str] = []
-
-    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
     client = uuid.uuid4()
     keys = [f"page-{uuid.uuid4()}" for _ in range(1500)]
     async with db.write_transaction() as session:
-        engine = session.get_bind()
-        event.listen(engine, "before_cursor_execute", on_execute)
+        assert isinstance(session, SyncWriteSession)
+        # What the driver itself runs, whether SQLAlchemy or commcentre.bulk sent it.
+        driver = session.sync_session.connection().connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        driver.set_trace_callback(statements.append)
         try:
             await idempotency_repository.insert_many(
                 session, [record_row(key, client) for key in keys]
             )
         finally:
-            event.remove(engine, "before_cursor_execute", on_execute)
+            driver.set_trace_callback(None)
     inserts = [statement for statement in statements if statement.startswith("INSERT")]
     assert len(inserts) == 2  # 1000 rows, then 500
     assert await count_keys(db, *keys) == len(keys)
@@ -262,11 +261,13 @@ async def test_begin_immediate_makes_another_writer_wait_not_fail(db: Database) 
         pytest.skip("SQLite locking")
     key = f"other-{uuid.uuid4()}"
     outcome: dict[str, Any] = {}
+    trying = threading.Event()
 
     def other_writer() -> None:
         conn = sqlite3.connect(sqlite_path(db), timeout=10, isolation_level=None)
         try:
             started = time.monotonic()
+            trying.set()
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(
                 "INSERT INTO idempotency_keys (client_id, key, operation, fingerprint, "
@@ -288,6 +289,9 @@ async def test_begin_immediate_makes_another_writer_wait_not_fail(db: Database) 
         # Only a read so far: BEGIN IMMEDIATE has nonetheless taken the write lock.
         await session.execute(select(1))
         thread.start()
+        # Hold the lock a while from the moment the other writer asks for it, however
+        # late its thread gets going.
+        assert trying.wait(10)
         time.sleep(0.3)  # noqa: ASYNC251 - the other writer needs the lock now, not the loop
         assert thread.is_alive(), "the other writer did not wait for our transaction"
         await idempotency_repository.insert_many(session, [record_row(f"mine-{uuid.uuid4()}")])
@@ -304,11 +308,13 @@ async def test_waits_for_a_writer_in_another_connection(own_db: Database, db: Da
     if not db.is_sqlite:
         pytest.skip("SQLite locking")
     locked = threading.Event()
+    locked_at: list[float] = []
 
     def holder() -> None:
         conn = sqlite3.connect(sqlite_path(db), isolation_level=None)
         try:
             conn.execute("BEGIN IMMEDIATE")
+            locked_at.append(time.monotonic())
             locked.set()
             time.sleep(0.3)
             conn.execute("COMMIT")
@@ -319,10 +325,10 @@ async def test_waits_for_a_writer_in_another_connection(own_db: Database, db: Da
     thread.start()
     assert locked.wait(5)
     key = f"after-lock-{uuid.uuid4()}"
-    started = time.monotonic()
     async with own_db.write_transaction() as session:
         await idempotency_repository.insert_many(session, [record_row(key)])
-    assert time.monotonic() - started >= 0.2
+    # Counted from when the lock was taken, not from when this task got to run after it.
+    assert time.monotonic() - locked_at[0] >= 0.2
     thread.join(5)
     assert await count_keys(db, key) == 1
 

@@ -1,7 +1,7 @@
 """SQL for the audit log: append under the head-row lock, keyset listing, chain reads.
 
-Appends go through SQLAlchemy Core on the tables (not the ORM): they run in the
-hot ingest batch, where each statement costs a thread hop on aiosqlite.
+Appends go to the tables (not the ORM) through `commcentre.bulk.insert_rows`: they
+run in the hot ingest batch.
 """
 
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.audit.models import HEAD_ID, AuditEntry, AuditHead
+from commcentre.bulk import insert_rows
 from commcentre.db import WriteSession
 
 VERIFY_CHUNK = 1000
@@ -66,7 +67,7 @@ async def advance_head(session: WriteSession, count: int, *, now: datetime) -> C
 
 async def insert_entries(session: WriteSession, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert chained entries with one executemany."""
-    await session.execute(insert(_entries), list(rows))
+    await insert_rows(session, _entries, rows)
 
 
 async def set_head_hash(session: WriteSession, head_hash: bytes) -> None:

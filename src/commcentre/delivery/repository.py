@@ -9,6 +9,7 @@ from typing import Any, cast
 from sqlalchemy import Select, Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from commcentre.bulk import insert_rows
 from commcentre.db import WriteSession
 from commcentre.delivery.models import Delivery, DeliveryAttempt, DeliveryStatus
 from commcentre.ids import new_id
@@ -77,7 +78,7 @@ async def insert_deliveries(session: WriteSession, rows: Sequence[dict[str, Any]
     messages = [row for row in filled if "event_data" not in row]
     for batch in (messages, events):
         if batch:
-            await session.execute(_deliveries.insert(), batch)
+            await insert_rows(session, _deliveries, batch)
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
 

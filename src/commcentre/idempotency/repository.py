@@ -5,8 +5,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, tuple_
+from sqlalchemy import Table, bindparam, select, tuple_
 
+from commcentre.bulk import insert_rows
 from commcentre.db import WriteSession
 from commcentre.idempotency.models import IdempotencyRecord
 
@@ -46,7 +47,7 @@ _DELETE_KEYS = _records.delete().where(
 
 async def insert_many(session: WriteSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(_records), list(rows))
+        await insert_rows(session, _records, rows)
 
 
 async def delete_expired(

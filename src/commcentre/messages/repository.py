@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, exists, func, insert, or_, select, true
+from sqlalchemy import ColumnElement, Table, and_, exists, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from commcentre.bulk import insert_rows
 from commcentre.db import WriteSession
 from commcentre.delivery.models import Delivery
 from commcentre.messages.models import Message, MessageIdentifier
@@ -68,13 +69,13 @@ class MessageFilter:
 
 async def insert_messages(session: WriteSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        # Core insert on the table (not the ORM entity): a plain executemany, no unit of work.
-        await session.execute(insert(_messages), list(rows))
+        # Rows into the table (not the ORM entity): an executemany, no unit of work.
+        await insert_rows(session, _messages, rows)
 
 
 async def insert_identifiers(session: WriteSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(_identifiers), list(rows))
+        await insert_rows(session, _identifiers, rows)
 
 
 async def case_digest_of(session: AsyncSession, message_id: uuid.UUID) -> bytes | None:
