@@ -622,6 +622,7 @@ async def gateway(
         batch_wait=settings.ingest_batch_wait_ms / 1000,
         idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
         on_committed=wakeup,
+        database=db,
     )
     try:
         vault = build_vault(settings, FileKeyring.load(keyring_path))

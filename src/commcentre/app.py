@@ -94,6 +94,7 @@ def create_app(
             idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
             on_committed=(lambda _count: dispatcher.wake()) if dispatcher else None,
             metrics=metrics,
+            database=db,
         )
         housekeeper = (
             build_housekeeper(settings, db, clock=clock, vault=vault, wake=dispatcher.wake)

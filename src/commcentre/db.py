@@ -11,11 +11,12 @@ adapter over a synchronous stdlib-sqlite3 session, so that a statement costs
 tens of microseconds instead of several thread hops through aiosqlite.
 """
 
+import asyncio
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol, TypeVar, TypeVarTuple, overload
+from typing import Annotated, Any, Protocol, TypeVar, TypeVarTuple, cast, overload
 
 from fastapi import Depends, Request
 from sqlalchemy import (
@@ -229,6 +230,17 @@ class SyncWriteSession:
         return self._session.get_bind()
 
 
+def _run_unsuspended(awaitable: Awaitable[_T]) -> _T:
+    """The result of a coroutine that never suspends (it awaits only SyncWriteSession)."""
+    coroutine = cast(Coroutine[Any, Any, _T], awaitable)
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return cast(_T, done.value)
+    coroutine.close()
+    raise RuntimeError("a write transaction on SQLite's synchronous session tried to suspend")
+
+
 class Database:
     """The engines and session factories of one process."""
 
@@ -268,6 +280,26 @@ class Database:
             return
         with self._sync_sessions()() as sync_session, sync_session.begin():
             yield SyncWriteSession(sync_session)
+
+    async def run_write(self, work: Callable[[WriteSession], Awaitable[_T]]) -> _T:
+        """Run `work` in one write transaction, committed when it returns; its result.
+
+        On PostgreSQL, an AsyncSession from `write_sessions`. On SQLite, the whole
+        transaction runs on a worker thread through the stdlib driver (a
+        SyncWriteSession, whose awaits never suspend): SQLite's one write lock is
+        held for the statements' own time, not for the trips each statement would
+        make through aiosqlite's thread and a busy event loop, and another writer
+        of this process waits that much less. `work` must only use the session:
+        it runs on another thread, outside the event loop.
+        """
+        if not self.is_sqlite:
+            async with self.write_sessions() as session, session.begin():
+                return await work(session)
+        return await asyncio.to_thread(self._run_sync_write, work)
+
+    def _run_sync_write(self, work: Callable[[WriteSession], Awaitable[_T]]) -> _T:
+        with self._sync_sessions()() as sync_session, sync_session.begin():
+            return _run_unsuspended(work(SyncWriteSession(sync_session)))
 
     def _sync_sessions(self) -> sessionmaker[Session]:
         factory = self._sync_write_sessions

@@ -25,6 +25,8 @@ from datetime import datetime, timedelta
 import structlog
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout  # no connection free in time
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.adapters.base import (
     Adapter,
@@ -44,7 +46,7 @@ from commcentre.adapters.netguard import IPNetwork
 from commcentre.audit.service import AuditAction, AuditRecord, append
 from commcentre.clock import Clock
 from commcentre.crypto import CryptoError
-from commcentre.db import Database
+from commcentre.db import Database, WriteSession
 from commcentre.delivery import ratelimit, repository
 from commcentre.delivery.breaker import BreakerState, CircuitBreakers
 from commcentre.delivery.models import DeliveryStatus
@@ -103,6 +105,16 @@ class _Job:
     # The X-Request-ID that stored the message: it follows the message into these logs.
     request_id: str | None = None
     event: OutboundEvent | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """Leased deliveries and the rows their attempts read, keyed by id."""
+
+    claims: list[ClaimedDelivery] = field(default_factory=list)
+    messages: dict[uuid.UUID, Message] = field(default_factory=dict)
+    partners: dict[str, Partner] = field(default_factory=dict)
+    subscriptions: dict[uuid.UUID, Subscription] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +240,7 @@ class Dispatcher:
             self._wake.clear()
             try:
                 jobs = await self._claim(min(free, self._settings.claim_batch))
-            except (DBAPIError, OSError) as exc:
+            except (DBAPIError, PoolTimeout, OSError) as exc:
                 self.stats.last_error = type(exc).__name__
                 log.warning("dispatcher_claim_failed", error_type=type(exc).__name__)
                 await self._sleep(self._settings.poll_interval)
@@ -265,30 +277,41 @@ class Dispatcher:
     async def _claim(self, limit: int) -> list[_Job]:
         now = self._clock()
         open_circuits = self._breakers.open_partners()
-        async with self._db.write_sessions() as session, session.begin():
+        skip_partners = [k for k in open_circuits if not k.startswith(RECIPIENT_PREFIX)]
+        skip_subscriptions = _subscription_ids(open_circuits)
+
+        async def claim_and_load(session: WriteSession) -> _Claimed:
+            # The lease and what the attempts need, in one transaction (one trip to
+            # SQLite's worker thread; see Database.run_write).
             claims = await repository.claim_due(
                 session,
                 owner=self.owner,
                 now=now,
                 lease=self._settings.lease,
                 limit=limit,
-                skip_partners=[k for k in open_circuits if not k.startswith(RECIPIENT_PREFIX)],
-                skip_subscriptions=_subscription_ids(open_circuits),
+                skip_partners=skip_partners,
+                skip_subscriptions=skip_subscriptions,
                 skip_locked=not self._db.is_sqlite,
             )
+            if not claims:
+                return _Claimed()
+            message_ids = {c.message_id for c in claims if c.message_id is not None}
+            partner_ids = {c.partner_id for c in claims if c.partner_id is not None}
+            subscription_ids = {c.subscription_id for c in claims if c.subscription_id is not None}
+            return _Claimed(
+                claims,
+                {m.id: m for m in await repository.sealed_messages(session, message_ids)},
+                {p.id: p for p in await repository.partners(session, partner_ids)},
+                {s.id: s for s in await subscriptions_repository.by_ids(session, subscription_ids)},
+            )
+
+        claimed = await self._db.run_write(claim_and_load)
+        claims = claimed.claims
         self._backlog = len(claims) >= limit
         if not claims:
             return []
         self.stats.claimed += len(claims)
-        message_ids = {c.message_id for c in claims if c.message_id is not None}
-        async with self._db.read_sessions() as session:
-            messages = {m.id: m for m in await repository.sealed_messages(session, message_ids)}
-            partner_ids = {c.partner_id for c in claims if c.partner_id is not None}
-            partners = {p.id: p for p in await repository.partners(session, partner_ids)}
-            subscription_ids = {c.subscription_id for c in claims if c.subscription_id is not None}
-            subscribed = {
-                s.id: s for s in await subscriptions_repository.by_ids(session, subscription_ids)
-            }
+        messages, partners, subscribed = claimed.messages, claimed.partners, claimed.subscriptions
         jobs: list[_Job] = []
         for claim in claims:
             if claim.attempts >= self._policy.max_attempts:
@@ -443,15 +466,14 @@ class Dispatcher:
                 self._defer(claim, seconds=0)
 
     async def _reserve_slot(self, partner_id: str, rate: float, burst: int) -> float:
-        async with self._db.write_sessions() as session, session.begin():
+        now = self._clock()
+
+        async def reserve(session: WriteSession) -> float:
             return await ratelimit.reserve(
-                session,
-                partner_id,
-                now=self._clock(),
-                rate=rate,
-                burst=burst,
-                lock=not self._db.is_sqlite,
+                session, partner_id, now=now, rate=rate, burst=burst, lock=not self._db.is_sqlite
             )
+
+        return await self._db.run_write(reserve)
 
     async def _deliver(self, job: _Job) -> _Recorded:
         claim, partner_id = job.claim, job.partner.id
@@ -610,7 +632,7 @@ class Dispatcher:
             try:
                 await self._write(batch)
                 return
-            except (DBAPIError, OSError) as exc:
+            except (DBAPIError, PoolTimeout, OSError) as exc:
                 self.stats.last_error = type(exc).__name__
                 log.warning("dispatcher_record_failed", error_type=type(exc).__name__)
                 await asyncio.sleep(delay)
@@ -622,12 +644,13 @@ class Dispatcher:
         now = self._clock()
         recorded = [b for b in batch if isinstance(b, _Recorded)]
         deferred = [b for b in batch if isinstance(b, _Deferred)]
-        async with self._db.write_sessions() as session, session.begin():
+
+        async def record(session: WriteSession) -> int:
+            """Outcomes, releases, statuses and disclosures; how many leases were still ours."""
             held = await repository.record_outcomes(
                 session, self.owner, [r.outcome for r in recorded], now=now
             )
             mine = [r for r in recorded if r.outcome.delivery_id in held]
-            self.stats.lost_leases += len(recorded) - len(mine)
             for when in sorted({d.next_attempt_at for d in deferred}):
                 ids = [d.delivery_id for d in deferred if d.next_attempt_at == when]
                 await repository.release(session, self.owner, ids, next_attempt_at=when, now=now)
@@ -637,6 +660,7 @@ class Dispatcher:
             for r in mine:
                 if r.gone_reason is None:
                     continue
+                assert isinstance(session, AsyncSession)  # a batch with a 410 takes one (below)
                 if r.outcome.subscription_id is not None:
                     await disable_subscription(
                         session, r.outcome.subscription_id, reason=r.gone_reason, now=now
@@ -654,6 +678,15 @@ class Dispatcher:
                 },
             )
             await append(session, disclosures, now=now)
+            return len(mine)
+
+        if any(r.gone_reason is not None for r in recorded):
+            # Disabling a partner or subscription goes through the ORM's AsyncSession.
+            async with self._db.write_sessions() as session, session.begin():
+                ours = await record(session)
+        else:
+            ours = await self._db.run_write(record)
+        self.stats.lost_leases += len(recorded) - ours
         self.stats.batches += 1
 
     # -- waking ----------------------------------------------------------------

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from commcentre.db import WriteSession
 from commcentre.partners.models import Partner
 
 
@@ -33,7 +33,7 @@ def next_slot(tat: datetime | None, now: datetime, *, rate: float, burst: int) -
 
 
 async def reserve(
-    session: AsyncSession, partner_id: str, *, now: datetime, rate: float, burst: int, lock: bool
+    session: WriteSession, partner_id: str, *, now: datetime, rate: float, burst: int, lock: bool
 ) -> float:
     """Take the partner's next slot; returns how long to wait before starting (flushes only)."""
     query = select(Partner.rate_tat).where(Partner.id == partner_id)

@@ -84,7 +84,7 @@ async def insert_deliveries(session: WriteSession, rows: Sequence[dict[str, Any]
 
 
 async def claim_due(
-    session: AsyncSession,
+    session: WriteSession,
     *,
     owner: str,
     now: datetime,
@@ -173,7 +173,7 @@ def _claimable_destination() -> Any:
 
 
 async def record_outcomes(
-    session: AsyncSession, owner: str, outcomes: Sequence[DeliveryOutcome], *, now: datetime
+    session: WriteSession, owner: str, outcomes: Sequence[DeliveryOutcome], *, now: datetime
 ) -> set[uuid.UUID]:
     """Write attempts and new states; returns the deliveries this owner still held.
 
@@ -243,7 +243,7 @@ async def record_outcomes(
 
 
 async def release(
-    session: AsyncSession,
+    session: WriteSession,
     owner: str,
     delivery_ids: Sequence[uuid.UUID],
     *,
@@ -272,7 +272,7 @@ async def release(
 
 
 async def refresh_message_status(
-    session: AsyncSession, message_ids: Collection[uuid.UUID | None]
+    session: WriteSession, message_ids: Collection[uuid.UUID | None]
 ) -> None:
     """accepted -> delivered | partially_delivered | failed once no delivery is open.
 
@@ -320,13 +320,13 @@ async def message_legal_bases(
 
 
 async def sealed_messages(
-    session: AsyncSession, message_ids: Collection[uuid.UUID]
+    session: WriteSession, message_ids: Collection[uuid.UUID]
 ) -> Sequence[Message]:
     result = await session.execute(select(Message).where(Message.id.in_(list(message_ids))))
     return result.scalars().all()
 
 
-async def partners(session: AsyncSession, partner_ids: Collection[str]) -> Sequence[Partner]:
+async def partners(session: WriteSession, partner_ids: Collection[str]) -> Sequence[Partner]:
     result = await session.execute(select(Partner).where(Partner.id.in_(list(partner_ids))))
     return result.scalars().all()
 

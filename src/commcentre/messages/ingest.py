@@ -90,8 +90,13 @@ class IngestWriter:
         pool_size: int = 2,
         on_committed: Callable[[int], None] | None = None,
         metrics: Metrics | None = None,
+        database: Database | None = None,
     ) -> None:
         self._database_url = database_url
+        # On SQLite, the process's Database: the writer then shares its one synchronous
+        # write connection with the dispatcher's transactions (Database.run_write), and
+        # they take turns at the connection pool, not through SQLite's busy-wait sleeps.
+        self._shared = database if database is not None and database.is_sqlite else None
         self._pool_size = pool_size
         # Called from the writer thread with the number of new deliveries after each commit.
         self._on_committed = on_committed
@@ -155,14 +160,15 @@ class IngestWriter:
             self._loop = asyncio.get_running_loop()
             self._queue = asyncio.Queue()
             self._stopped = asyncio.Event()
-            self._db = Database(self._database_url, pool_size=self._pool_size)
+            self._db = self._shared or Database(self._database_url, pool_size=self._pool_size)
             ready.set()
             runner = asyncio.create_task(self._run())
             await self._stopped.wait()
             await self._queue.join()
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
-            await self._db.dispose()
+            if self._shared is None:
+                await self._db.dispose()
 
         asyncio.run(main())
 

@@ -9,6 +9,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.auth.models import ApiClient
+from commcentre.db import WriteSession
 from commcentre.subscriptions.models import Subscription
 
 
@@ -37,7 +38,7 @@ async def get_any(session: AsyncSession, subscription_id: uuid.UUID) -> Subscrip
 
 
 async def by_ids(
-    session: AsyncSession, subscription_ids: Collection[uuid.UUID]
+    session: WriteSession, subscription_ids: Collection[uuid.UUID]
 ) -> Sequence[Subscription]:
     """Subscriptions by id, deleted ones included (the dispatcher dead-letters those)."""
     if not subscription_ids:
