@@ -486,7 +486,13 @@ def test_dead_letters_list_and_redrive(cli: Cli) -> None:
     assert cli.ok("dead-letters", "list", "--partner", "someone-else") == ""
 
     dry = json.loads(cli.ok("dead-letters", "redrive", "--partner", "cli-refuses", "--dry-run"))
-    assert dry == {"dry_run": True, "ids": [delivery_id], "redriven": 1, "skipped": []}
+    assert dry == {
+        "dry_run": True,
+        "ids": [delivery_id],
+        "redriven": 1,
+        "skipped": [],
+        "expired": 0,
+    }
     assert [json.loads(x)["id"] for x in cli.ok("dead-letters", "list").splitlines()] == [
         delivery_id
     ]

@@ -16,7 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
+from commcentre.clock import utcnow
+from commcentre.db import Database
+from commcentre.messages.models import Message
 from tests.conftest import ApiUser, MakeUser
 from tests.factories import message
 
@@ -310,6 +314,7 @@ async def test_redrive_by_ids_skips_what_is_not_dead(
         "redriven": 1,
         "ids": [first["id"]],
         "skipped": [delivered_id, unknown],
+        "expired": 0,
         "dry_run": False,
     }
 
@@ -339,11 +344,50 @@ async def test_redrive_by_partner(
         "redriven": 2,
         "ids": sorted(d["id"] for d in dead),
         "skipped": [],
+        "expired": 0,
         "dry_run": False,
     }
     for d in dead:
         assert (await settled(http, user, d["message_id"]))["status"] == "delivered"
     assert (await dead_letters(http, admin, partner=partner)).json()["items"] == []
+
+
+async def test_a_dead_letter_past_its_retention_is_never_redriven(
+    http: httpx.AsyncClient, user: ApiUser, admin: ApiUser, partners: Partners, db: Database
+) -> None:
+    """Its message is to be erased: sending it again would disclose what must be destroyed."""
+    partner = await partners.create("permanent")
+    expired, live = [await dead_letter(http, user, partner) for _ in range(2)]
+    await partners.fix(partner)
+    async with db.write_sessions() as session, session.begin():
+        await session.execute(
+            update(Message)
+            .where(Message.id == uuid.UUID(expired["message_id"]))
+            .values(purge_after=utcnow() - timedelta(seconds=1))
+        )
+
+    dry = await redrive(http, admin, {"partner": partner, "dry_run": True})
+    assert dry.json() == {
+        "redriven": 1,
+        "ids": [live["id"]],
+        "skipped": [],
+        "expired": 1,
+        "dry_run": True,
+    }
+    by_ids = await redrive(http, admin, {"ids": [expired["id"]]})
+    assert by_ids.json() == {
+        "redriven": 0,
+        "ids": [],
+        "skipped": [expired["id"]],
+        "expired": 1,
+        "dry_run": False,
+    }
+    response = await redrive(http, admin, {"partner": partner})
+    assert response.json()["redriven"] == 1
+    assert response.json()["expired"] == 1
+    assert (await settled(http, user, live["message_id"]))["status"] == "delivered"
+    remaining = (await dead_letters(http, admin, partner=partner)).json()["items"]
+    assert [d["id"] for d in remaining] == [expired["id"]]
 
 
 async def test_redrive_by_time_window(
@@ -400,6 +444,7 @@ async def test_dry_run_changes_nothing(
         "redriven": 2,
         "ids": sorted(d["id"] for d in dead),
         "skipped": [],
+        "expired": 0,
         "dry_run": True,
     }
     unknown = str(uuid.uuid4())
@@ -408,6 +453,7 @@ async def test_dry_run_changes_nothing(
         "redriven": 1,
         "ids": [dead[0]["id"]],
         "skipped": [unknown],
+        "expired": 0,
         "dry_run": True,
     }
 
@@ -453,7 +499,13 @@ async def test_nothing_dead_redrives_nothing_and_is_not_audited(
 ) -> None:
     partner = await partners.create()
     response = await redrive(http, admin, {"partner": partner})
-    assert response.json() == {"redriven": 0, "ids": [], "skipped": [], "dry_run": False}
+    assert response.json() == {
+        "redriven": 0,
+        "ids": [],
+        "skipped": [],
+        "expired": 0,
+        "dry_run": False,
+    }
     assert await redrive_entries(http, make_user, partner) == []
 
 

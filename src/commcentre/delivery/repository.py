@@ -393,6 +393,9 @@ class DeadLetterSelection:
     subscription_id: uuid.UUID | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # Only those that may still be sent at this instant: a request event, or a message
+    # whose retention period has not ended (past it, the message is to be erased).
+    live_at: datetime | None = None
 
     def conditions(self) -> list[Any]:
         """WHERE conditions on deliveries: dead, and within this selection."""
@@ -407,6 +410,9 @@ class DeadLetterSelection:
             out.append(Delivery.updated_at >= self.since)
         if self.until is not None:
             out.append(Delivery.updated_at < self.until)
+        if self.live_at is not None:
+            kept = select(Message.id).where(Message.purge_after > self.live_at)
+            out.append(or_(Delivery.message_id.is_(None), Delivery.message_id.in_(kept)))
         return out
 
 

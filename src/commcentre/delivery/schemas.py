@@ -217,13 +217,28 @@ class RedriveResult(BaseModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "example": {"redriven": 1, "ids": [_DELIVERY_ID], "skipped": [], "dry_run": False}
+            "example": {
+                "redriven": 1,
+                "ids": [_DELIVERY_ID],
+                "skipped": [],
+                "expired": 0,
+                "dry_run": False,
+            }
         }
     )
 
     redriven: int = Field(description="Dead letters put back to pending (or that would be).")
     ids: list[uuid.UUID] = Field(description=f"Their ids; at most the first {REDRIVE_MAX_IDS}.")
     skipped: list[uuid.UUID] = Field(
-        description="Ids given that are not dead letters (unknown, or not dead): left alone."
+        description=(
+            "Ids given that are not dead letters (unknown, or not dead), or whose message's "
+            "retention period has ended: left alone."
+        )
+    )
+    expired: int = Field(
+        description=(
+            "Dead letters in the selection whose message's retention period has ended: never "
+            "sent again (the retention job erases them)."
+        )
     )
     dry_run: bool

@@ -5,6 +5,7 @@ Services flush; the caller commits.
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -141,7 +142,11 @@ async def redrive(
         subscription_id=request.subscription,
         since=request.since,
         until=request.until,
+        live_at=now,
     )
+    expired = await repository.count_dead(
+        session, replace(selection, live_at=None)
+    ) - await repository.count_dead(session, selection)
     disabled = await repository.disabled_partners_of_dead(session, selection)
     if request.partner is not None:
         partner = await partners.get_partner(session, request.partner)
@@ -187,6 +192,7 @@ async def redrive(
         redriven=count,
         ids=chosen[:REDRIVE_MAX_IDS],
         skipped=_skipped(ids, chosen),
+        expired=expired,
         dry_run=request.dry_run,
     )
 
