@@ -23,7 +23,7 @@ from commcentre.audit.models import AuditEntry
 from commcentre.auth.models import ApiClient
 from commcentre.bulk import insert_rows
 from commcentre.db import Database, SyncWriteSession
-from commcentre.delivery.models import Delivery
+from commcentre.delivery.models import Delivery, DeliveryAttempt
 from commcentre.idempotency.models import IdempotencyRecord
 from commcentre.messages.models import Message, MessageIdentifier
 from commcentre.migrate import upgrade
@@ -131,6 +131,22 @@ def delivery_rows() -> list[dict[str, Any]]:
     ]
 
 
+def attempt_rows() -> list[dict[str, Any]]:
+    return [
+        {
+            "id": uuid.UUID(int=100 + n),
+            "delivery_id": uuid.UUID(int=n + 1),
+            "number": 1,
+            "started_at": datetime(2026, 11, 28, 12, 0, 1, 250_000, tzinfo=HELSINKI),
+            "duration_ms": 12,
+            "outcome": "delivered" if n else "retry",
+            "status_code": 200 if n else None,
+            "error": None if n else "partner answered 503",
+        }
+        for n in range(3)
+    ]
+
+
 def audit_rows() -> list[dict[str, Any]]:
     return [
         {
@@ -174,6 +190,7 @@ TABLES: list[tuple[Any, Any]] = [
     (Message, message_rows),
     (MessageIdentifier, identifier_rows),
     (Delivery, delivery_rows),
+    (DeliveryAttempt, attempt_rows),
     (AuditEntry, audit_rows),
     (IdempotencyRecord, idempotency_rows),
 ]

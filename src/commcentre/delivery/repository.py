@@ -223,8 +223,9 @@ async def record_outcomes(
             for o in mine
         ],
     )
-    await session.execute(
-        _attempts.insert(),
+    await insert_rows(
+        session,
+        _attempts,
         [
             {
                 "id": new_id(),
