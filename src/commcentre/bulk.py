@@ -1,7 +1,8 @@
 """Many rows into one table, inside a write transaction: the hot path's INSERT.
 
-On PostgreSQL this is SQLAlchemy's executemany. On SQLite's write transaction
-(`Database.write_transaction`, the ingest writer's thread) most of what a
+On PostgreSQL this is SQLAlchemy's executemany. On SQLite's synchronous write
+transactions (`Database.write_transaction` on the ingest writer's thread,
+`Database.run_write` for the dispatcher) most of what a
 batch cost was SQLAlchemy turning each value into what sqlite3 takes, one
 Python call per value through generic machinery. Here each column gets its
 conversion chosen once per table, the rows go out as multi-row
@@ -10,7 +11,7 @@ transaction, and a driver error is raised as SQLAlchemy would raise it
 (`IntegrityError`, `OperationalError`, ...), so callers handle both paths alike.
 
 What lands in the file is what SQLAlchemy's own types would have written
-(tests/unit/test_bulk_insert.py compares the two byte for byte): UUIDs as
+(tests/integration/test_bulk_insert.py compares the two value for value): UUIDs as
 32 hex digits, UTC datetimes as naive `YYYY-MM-DD HH:MM:SS.ffffff`, JSON as
 `json.dumps` text (Python None as JSON null, as the JSON type does), bytes,
 strings and integers as they are. A column of any other type keeps its
