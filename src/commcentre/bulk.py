@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Enum, Integer, LargeBinary, String, Table, Uuid, insert
+from sqlalchemy import JSON, LargeBinary, Table, Uuid, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
@@ -35,9 +35,6 @@ from commcentre.db import SyncWriteSession, UTCDateTime, WriteSession
 
 Converter = Callable[[Any], Any]
 
-# sqlite3 takes these as they are, with the same result as SQLAlchemy's conversion
-# (an Enum is a String that SQLAlchemy also checks: it keeps its conversion).
-_PASS_THROUGH = (String, Integer, LargeBinary)
 # Host parameters per statement: SQLite allows 32,766 since 3.32, 999 before.
 _MAX_VARIABLES = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 _MAX_ROWS_PER_STATEMENT = 1000  # as SQLAlchemy's insertmanyvalues pages
@@ -84,8 +81,10 @@ def _converter(table: Table, name: str, dialect: Dialect) -> Converter | None:
         return _uuid_hex
     if isinstance(kind, JSON) and not kind.none_as_null:
         return _json_text
-    if isinstance(kind, _PASS_THROUGH) and not isinstance(kind, Enum):
-        return None
+    if isinstance(kind, LargeBinary):
+        return None  # bytes as they are: the same BLOB as SQLAlchemy's sqlite3.Binary wrapper
+    # Anything else converts as SQLAlchemy would (no conversion at all for strings and
+    # integers on SQLite).
     return kind.dialect_impl(dialect).bind_processor(dialect)
 
 

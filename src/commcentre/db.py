@@ -12,8 +12,11 @@ tens of microseconds instead of several thread hops through aiosqlite.
 """
 
 import asyncio
+import contextvars
+import functools
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol, TypeVar, TypeVarTuple, cast, overload
@@ -261,6 +264,11 @@ class Database:
         self._sync_write_engine: Engine | None = None
         self._sync_write_sessions: sessionmaker[Session] | None = None
         self._sync_lock = threading.Lock()
+        # SQLite only: run_write's own thread, made on first use. One, as there is one
+        # write connection: transactions queue in order, and never take the threads of
+        # the loop's default executor (DNS resolution runs there).
+        self._write_executor: ThreadPoolExecutor | None = None
+        self._disposed = False
 
     @asynccontextmanager
     async def write_transaction(self) -> AsyncIterator[WriteSession]:
@@ -295,7 +303,15 @@ class Database:
         if not self.is_sqlite:
             async with self.write_sessions() as session, session.begin():
                 return await work(session)
-        return await asyncio.to_thread(self._run_sync_write, work)
+        with self._sync_lock:
+            if self._disposed:
+                raise RuntimeError("the database was disposed")
+            if self._write_executor is None:
+                self._write_executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
+            executor = self._write_executor
+        # The caller's context (log bindings such as the request id) goes along.
+        call = functools.partial(contextvars.copy_context().run, self._run_sync_write, work)
+        return await asyncio.get_running_loop().run_in_executor(executor, call)
 
     def _run_sync_write(self, work: Callable[[WriteSession], Awaitable[_T]]) -> _T:
         with self._sync_sessions()() as sync_session, sync_session.begin():
@@ -314,6 +330,12 @@ class Database:
         return factory
 
     async def dispose(self) -> None:
+        with self._sync_lock:
+            self._disposed = True
+            executor, self._write_executor = self._write_executor, None
+        if executor is not None:
+            # Transactions already handed over run to their end (commit or roll back) first.
+            await asyncio.to_thread(executor.shutdown, True)
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()

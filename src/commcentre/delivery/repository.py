@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.bulk import insert_rows
@@ -397,6 +397,8 @@ class DeadLetterSelection:
     # Only those that may still be sent at this instant: a request event, or a message
     # whose retention period has not ended (past it, the message is to be erased).
     live_at: datetime | None = None
+    # Only those whose message's retention period had ended at this instant.
+    expired_at: datetime | None = None
 
     def conditions(self) -> list[Any]:
         """WHERE conditions on deliveries: dead, and within this selection."""
@@ -412,9 +414,15 @@ class DeadLetterSelection:
         if self.until is not None:
             out.append(Delivery.updated_at < self.until)
         if self.live_at is not None:
-            kept = select(Message.id).where(Message.purge_after > self.live_at)
-            out.append(or_(Delivery.message_id.is_(None), Delivery.message_id.in_(kept)))
+            out.append(or_(Delivery.message_id.is_(None), _message_kept(self.live_at)))
+        if self.expired_at is not None:
+            out.extend([Delivery.message_id.is_not(None), ~_message_kept(self.expired_at)])
         return out
+
+
+def _message_kept(at: datetime) -> Any:
+    """The delivery's message is within its retention period at `at` (a key lookup per row)."""
+    return exists().where(Message.id == Delivery.message_id, Message.purge_after > at)
 
 
 async def attempt_history(

@@ -144,9 +144,7 @@ async def redrive(
         until=request.until,
         live_at=now,
     )
-    expired = await repository.count_dead(
-        session, replace(selection, live_at=None)
-    ) - await repository.count_dead(session, selection)
+    expired = await repository.count_dead(session, replace(selection, live_at=None, expired_at=now))
     disabled = await repository.disabled_partners_of_dead(session, selection)
     if request.partner is not None:
         partner = await partners.get_partner(session, request.partner)

@@ -30,6 +30,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout  # the shared connection stayed busy
 
 from commcentre.audit.service import AuditRecord, append
 from commcentre.clock import Clock
@@ -199,7 +200,7 @@ class IngestWriter:
         try:
             async with self._db.write_transaction() as session:
                 removed = await idempotency_repository.delete_expired(session, now=self._clock())
-        except (DBAPIError, OSError) as exc:
+        except Exception as exc:  # the writer must outlive a failed purge; the next one retries
             log.warning("idempotency_purge_failed", error_type=type(exc).__name__)
             return
         if removed:
@@ -230,7 +231,7 @@ class IngestWriter:
             if len(batch) == 1:
                 _settle(batch[0], refusal)
                 return
-        except (DBAPIError, OSError) as exc:
+        except (DBAPIError, PoolTimeout, OSError) as exc:
             if len(batch) == 1:
                 if isinstance(exc, IntegrityError):
                     # Most likely a concurrent process stored the same Idempotency-Key
@@ -238,7 +239,7 @@ class IngestWriter:
                     try:
                         await self._write(batch)
                         return
-                    except (DBAPIError, OSError):
+                    except (DBAPIError, PoolTimeout, OSError):
                         pass
                     _fail_all(batch, lambda: Conflict("the message conflicts with stored data"))
                 else:
