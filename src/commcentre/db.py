@@ -112,10 +112,10 @@ def _sqlite_engine(url: str, *, pool_size: int, begin: str) -> AsyncEngine:
     return engine
 
 
-def _sqlite_sync_write_engine(url: str) -> Engine:
+def _sqlite_sync_write_engine(url: str, *, wait: float) -> Engine:
     """The same file through the stdlib driver: one connection, BEGIN IMMEDIATE."""
     sync_url = make_url(url).set(drivername="sqlite+pysqlite")
-    engine = create_engine(sync_url, pool_size=1, max_overflow=0, pool_timeout=30)
+    engine = create_engine(sync_url, pool_size=1, max_overflow=0, pool_timeout=wait)
     _configure_sqlite(engine, begin="BEGIN IMMEDIATE")
     # An executemany INSERT goes out as multi-row INSERT ... VALUES pages (SQLAlchemy's
     # "insertmanyvalues", values still converted by the column types): one sqlite3 step
@@ -247,8 +247,13 @@ def _run_unsuspended(awaitable: Awaitable[_T]) -> _T:
 class Database:
     """The engines and session factories of one process."""
 
-    def __init__(self, url: str, *, pool_size: int = 5, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 5, echo: bool = False, write_wait: float = 30.0
+    ) -> None:
+        """`write_wait`: on SQLite, how long a writer waits for the one synchronous write
+        connection (`write_transaction`, `run_write`) before sqlalchemy's TimeoutError."""
         self.url = url
+        self._write_wait = write_wait
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self.write_engine = _sqlite_engine(url, pool_size=1, begin="BEGIN IMMEDIATE")
@@ -322,7 +327,9 @@ class Database:
         if factory is None:
             with self._sync_lock:
                 if self._sync_write_sessions is None:
-                    self._sync_write_engine = _sqlite_sync_write_engine(self.url)
+                    self._sync_write_engine = _sqlite_sync_write_engine(
+                        self.url, wait=self._write_wait
+                    )
                     self._sync_write_sessions = sessionmaker(
                         self._sync_write_engine, expire_on_commit=False
                     )

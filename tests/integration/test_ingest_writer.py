@@ -1,6 +1,7 @@
 """The group-commit writer: batching, isolation of bad messages, outages, shutdown."""
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,15 +14,17 @@ from sqlalchemy import func, select
 
 from commcentre.audit.service import verify_chain
 from commcentre.auth.deps import Principal
+from commcentre.auth.service import create_client
 from commcentre.clock import utcnow
 from commcentre.crypto import BlindIndex, Envelope, FileKeyring
-from commcentre.db import Database
+from commcentre.db import Database, WriteSession
 from commcentre.errors import Conflict, ServiceUnavailable
 from commcentre.idempotency.models import IdempotencyRecord
 from commcentre.messages.ingest import IngestWriter, PendingMessage
 from commcentre.messages.models import Message
 from commcentre.messages.schemas import MessageIn
 from commcentre.messages.service import MessageVault, prepare_outbound
+from commcentre.migrate import upgrade
 from tests.conftest import ApiUser
 from tests.factories import EXAMPLE_MESSAGE
 
@@ -124,6 +127,56 @@ async def test_an_unreachable_store_answers_503_and_the_writer_survives(
     finally:
         await ingest.stop()
         await broken.dispose()
+
+
+async def test_a_busy_shared_connection_fails_the_batch_at_once_and_the_writer_survives(
+    tmp_path: Path, vault: MessageVault
+) -> None:
+    """On SQLite the writer shares the process's one synchronous write connection: held
+    by another transaction past the wait, the whole batch answers 503 after one wait
+    (not one per message), and the writer goes on once the connection is free."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'busy.db'}"
+    await asyncio.to_thread(upgrade, url)
+    shared = Database(url, write_wait=0.3)
+    async with shared.write_sessions() as session, session.begin():
+        issued = await create_client(
+            session, name="busy", scopes=["messages:write"], actor="test", now=utcnow()
+        )
+    user = ApiUser(issued.client.id, issued.api_key)
+    ingest = IngestWriter(
+        url,
+        clock=utcnow,
+        batch_max=3,
+        batch_wait=0.5,
+        idempotency_ttl=timedelta(hours=24),
+        database=shared,
+    )
+    held, release = threading.Event(), threading.Event()
+
+    async def hold(session: WriteSession) -> None:
+        await session.execute(select(1))
+        held.set()
+        release.wait(30)  # blocks the transaction's own thread, holding the connection
+
+    await ingest.start()
+    holder = asyncio.create_task(shared.run_write(hold))
+    try:
+        assert await asyncio.to_thread(held.wait, 10)
+        began = time.monotonic()
+        outcomes = await asyncio.gather(
+            *(ingest.submit(pending_for(user, vault)) for _ in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(o, ServiceUnavailable) for o in outcomes), outcomes
+        assert time.monotonic() - began < 3  # one 0.3 s wait for the batch of three
+        release.set()
+        await holder
+        accepted = await asyncio.wait_for(ingest.submit(pending_for(user, vault)), 10)
+        assert accepted.status_code == 202
+    finally:
+        release.set()
+        await asyncio.gather(holder, return_exceptions=True)
+        await ingest.stop()
+        await shared.dispose()
 
 
 async def test_stop_writes_what_is_queued(db: Database, user: ApiUser, vault: MessageVault) -> None:

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout  # the shared connection stayed busy
 
 from commcentre.audit.service import AuditRecord, append
@@ -232,6 +232,12 @@ class IngestWriter:
                 _settle(batch[0], refusal)
                 return
         except (DBAPIError, PoolTimeout, OSError) as exc:
+            if isinstance(exc, PoolTimeout | OperationalError | OSError):
+                # The store is out of reach (busy past the timeout, locked, down), not
+                # refusing one message: trying each message alone would only wait again.
+                log.error("ingest_write_failed", error_type=type(exc).__name__)
+                _fail_all(batch, _store_unavailable)
+                return
             if len(batch) == 1:
                 if isinstance(exc, IntegrityError):
                     # Most likely a concurrent process stored the same Idempotency-Key
