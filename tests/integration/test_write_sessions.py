@@ -5,6 +5,7 @@ PostgreSQL the usual AsyncSession. Either way it commits on success, rolls back
 on error, and stores values exactly as the async sessions do.
 """
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -341,3 +342,51 @@ async def test_dispose_closes_the_sync_engine_and_it_comes_back(own_db: Database
     async with own_db.write_transaction() as session:
         await idempotency_repository.insert_many(session, [record_row(again)])
     assert await count_keys(own_db, key, again) == 2
+
+
+async def test_run_write_commits_what_returns_and_nothing_of_what_raises(db: Database) -> None:
+    kept, lost = f"run-{uuid.uuid4()}", f"run-{uuid.uuid4()}"
+
+    async def write(session: Any, key: str) -> str:
+        await idempotency_repository.insert_many(session, [record_row(key)])
+        return key
+
+    assert await db.run_write(lambda session: write(session, kept)) == kept
+
+    async def write_then_fail(session: Any) -> None:
+        await write(session, lost)
+        raise LookupError("refused after the insert")
+
+    with pytest.raises(LookupError):
+        await db.run_write(write_then_fail)
+    assert await count_keys(db, kept) == 1
+    assert await count_keys(db, lost) == 0
+
+
+async def test_run_write_on_sqlite_runs_on_a_thread_of_its_own(own_db: Database) -> None:
+    if not own_db.is_sqlite:
+        pytest.skip("PostgreSQL runs it on the loop, through asyncpg")
+    threads: list[str] = []
+    key = f"thread-{uuid.uuid4()}"
+
+    async def where(session: Any) -> None:
+        assert isinstance(session, SyncWriteSession)
+        threads.append(threading.current_thread().name)
+        await idempotency_repository.insert_many(session, [record_row(key)])
+
+    await own_db.run_write(where)
+    await own_db.run_write(where)
+    assert len(set(threads)) == 1  # one thread, in order, for every transaction
+    assert threads[0].startswith("sqlite-write")
+
+    async def suspends(session: Any) -> None:
+        await idempotency_repository.insert_many(session, [record_row(f"{key}-x")])
+        await asyncio.sleep(0)  # nothing but the session may be awaited there
+
+    with pytest.raises(RuntimeError, match="suspend"):
+        await own_db.run_write(suspends)
+    assert await count_keys(own_db, f"{key}-x") == 0  # rolled back
+
+    await own_db.dispose()
+    with pytest.raises(RuntimeError, match="disposed"):
+        await own_db.run_write(where)
