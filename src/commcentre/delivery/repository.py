@@ -6,7 +6,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, and_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.bulk import insert_rows
@@ -103,6 +115,35 @@ async def claim_due(
     On PostgreSQL rows locked by another worker's claim are skipped (FOR UPDATE
     SKIP LOCKED); SQLite has one writer.
     """
+    statement = _claim_statement(bool(skip_partners), bool(skip_subscriptions), skip_locked)
+    params: dict[str, Any] = {
+        "c_now": now,
+        "c_limit": limit,
+        "c_owner": owner,
+        "c_lease_expires": now + lease,
+    }
+    if skip_partners:
+        params["c_skip_partners"] = list(skip_partners)
+    if skip_subscriptions:
+        params["c_skip_subscriptions"] = list(skip_subscriptions)
+    result = await session.execute(statement, params)
+    return [ClaimedDelivery(*row) for row in result.all()]
+
+
+_claim_statements: dict[tuple[bool, bool, bool], Any] = {}
+
+
+def _claim_statement(skip_partners: bool, skip_subscriptions: bool, skip_locked: bool) -> Any:
+    """The claim's UPDATE ... RETURNING, built once per shape with bound parameters.
+
+    Building the expression is most of a claim's own cost on a busy dispatcher; the
+    same statement object also reuses SQLAlchemy's compiled form.
+    """
+    key = (skip_partners, skip_subscriptions, skip_locked)
+    found = _claim_statements.get(key)
+    if found is not None:
+        return found
+    now = bindparam("c_now", type_=Delivery.next_attempt_at.type)
     due = or_(
         and_(Delivery.status.in_(DUE_STATUSES), Delivery.next_attempt_at <= now),
         and_(Delivery.status == DeliveryStatus.IN_FLIGHT.value, Delivery.lease_expires_at < now),
@@ -111,49 +152,52 @@ async def claim_due(
         _with_destinations(select(Delivery.id))
         .where(due, _claimable_destination())
         .order_by(Delivery.next_attempt_at)
-        .limit(limit)
+        .limit(bindparam("c_limit", type_=Integer))
     )
     if skip_partners:
         candidates = candidates.where(
-            or_(Delivery.partner_id.is_(None), Delivery.partner_id.not_in(list(skip_partners)))
+            or_(
+                Delivery.partner_id.is_(None),
+                Delivery.partner_id.not_in(bindparam("c_skip_partners", expanding=True)),
+            )
         )
     if skip_subscriptions:
         candidates = candidates.where(
             or_(
                 Delivery.subscription_id.is_(None),
-                Delivery.subscription_id.not_in(list(skip_subscriptions)),
+                Delivery.subscription_id.not_in(bindparam("c_skip_subscriptions", expanding=True)),
             )
         )
     if skip_locked:
         candidates = candidates.with_for_update(skip_locked=True, of=Delivery)
-    result = await session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(candidates.scalar_subquery()))
+    columns = _deliveries.c
+    statement = (
+        update(_deliveries)
+        .where(columns.id.in_(candidates.scalar_subquery()))
         .values(
             # A row still in flight was leased by a worker that died mid-attempt: that
             # attempt counts, so a message that kills every worker still ends as a
             # dead letter instead of being retried forever.
-            attempts=Delivery.attempts
-            + case((Delivery.status == DeliveryStatus.IN_FLIGHT.value, 1), else_=0),
+            attempts=columns.attempts
+            + case((columns.status == DeliveryStatus.IN_FLIGHT.value, 1), else_=0),
             status=DeliveryStatus.IN_FLIGHT.value,
-            lease_owner=owner,
-            lease_expires_at=now + lease,
+            lease_owner=bindparam("c_owner", type_=columns.lease_owner.type),
+            lease_expires_at=bindparam("c_lease_expires", type_=columns.lease_expires_at.type),
             updated_at=now,
         )
         .returning(
-            Delivery.id,
-            Delivery.message_id,
-            Delivery.partner_id,
-            Delivery.subscription_id,
-            Delivery.attempts,
-            func.coalesce(Delivery.redriven_at, Delivery.created_at),
-            Delivery.request_id,
-            Delivery.event,
-            Delivery.event_data,
+            columns.id,
+            columns.message_id,
+            columns.partner_id,
+            columns.subscription_id,
+            columns.attempts,
+            func.coalesce(columns.redriven_at, columns.created_at),
+            columns.request_id,
+            columns.event,
+            columns.event_data,
         )
-        .execution_options(synchronize_session=False)
     )
-    return [ClaimedDelivery(*row) for row in result.all()]
+    return _claim_statements.setdefault(key, statement)
 
 
 def _with_destinations(stmt: Select[Any]) -> Select[Any]:
