@@ -141,6 +141,28 @@ async def _delivered(http: httpx.AsyncClient, message_id: str) -> None:
         await asyncio.sleep(0.02)
 
 
+async def _retrying_then_dispatcher_stopped(
+    app: FastAPI, http: httpx.AsyncClient, message_id: str
+) -> None:
+    """Its first attempt failed and is on record; no further attempt will be made.
+
+    The retry policy counts a delivery's age on the test's clock: an attempt made after
+    the clock jumps a month ahead would dead-letter it at once. Stopping the dispatcher
+    keeps the delivery open (retrying) for as long as the test needs it so.
+    """
+    deadline = time.monotonic() + 15
+    while True:
+        deliveries = (await http.get(f"/v1/messages/{message_id}/deliveries")).json()
+        if all(d["status"] == "retrying" for d in deliveries["deliveries"]):
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message_id} was not retrying: {deliveries}")
+        await asyncio.sleep(0.02)
+    dispatcher = _runtime(app).dispatcher
+    assert dispatcher is not None
+    await dispatcher.stop()
+
+
 async def test_expired_messages_are_shredded_removed_and_audited(
     app: FastAPI, http: httpx.AsyncClient, clock: Clock
 ) -> None:
@@ -151,6 +173,7 @@ async def test_expired_messages_are_shredded_removed_and_audited(
     stuck = await _submit(http, _message(SHORT_BASIS, "keeps-failing", "RT0000003"))
     for message_id in (short, long):
         await _delivered(http, message_id)
+    await _retrying_then_dispatcher_stopped(app, http, stuck)
     housekeeper = build_housekeeper(runtime.settings, runtime.db, clock=clock)
 
     # Day 29: nothing has expired.
@@ -253,6 +276,7 @@ async def test_deliveries_held_for_a_disabled_partner_do_not_keep_a_message(
 ) -> None:
     runtime = _runtime(app)
     message_id = await _submit(http, _message(SHORT_BASIS, "keeps-failing", "RT0000006"))
+    await _retrying_then_dispatcher_stopped(app, http, message_id)
     housekeeper = build_housekeeper(runtime.settings, runtime.db, clock=clock)
     clock.now = START + timedelta(days=31)
     assert (await housekeeper.run_once())["retention"] == 0  # still being retried
