@@ -74,6 +74,19 @@ class DeliveryOutcome:
     request_id: uuid.UUID | None = None
 
 
+def pending_row(now: datetime, **columns: Any) -> dict[str, Any]:
+    """A new outbox row, due now; `columns` name its destination and subject."""
+    return {
+        "id": new_id(),
+        "status": DeliveryStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+        **columns,
+    }
+
+
 async def insert_deliveries(session: WriteSession, rows: Sequence[dict[str, Any]]) -> None:
     """Add outbox rows (to partners, subscribers, or both mixed; messages or request
     events); on PostgreSQL also NOTIFY the workers (sent at commit)."""

@@ -13,6 +13,7 @@ from commcentre.audit.service import AuditAction, AuditRecord, append
 from commcentre.auth.deps import Principal
 from commcentre.auth.scopes import Scope
 from commcentre.crypto import BlindIndex, CryptoError, Envelope, SealedPayload
+from commcentre.delivery.repository import pending_row
 from commcentre.errors import Conflict, NotFound
 from commcentre.idempotency.headers import fingerprint
 from commcentre.ids import new_id
@@ -90,16 +91,7 @@ def prepare_outbound(
     )
     message_id, row, kinds, canonical = stored.id, stored.row, stored.kinds, stored.canonical
     deliveries = [
-        {
-            "id": new_id(),
-            "message_id": message_id,
-            "partner_id": partner_id,
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
+        pending_row(now, message_id=message_id, partner_id=partner_id)
         for partner_id in destinations
     ]
     response = {

@@ -13,8 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commcentre.delivery.models import DeliveryStatus
-from commcentre.ids import new_id
+from commcentre.delivery.repository import pending_row
 from commcentre.subscriptions import repository
 from commcentre.subscriptions.filters import matches, wants_request_event
 from commcentre.subscriptions.schemas import SubscriptionEvent
@@ -36,17 +35,7 @@ async def deliveries_for(
     event = SubscriptionEvent.MESSAGE_INBOUND.value
     candidates = await repository.fanout_candidates(session, message_row.get("case_digest"))
     return [
-        {
-            "id": new_id(),
-            "message_id": message_row["id"],
-            "partner_id": None,
-            "subscription_id": row.id,
-            "status": DeliveryStatus.PENDING.value,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
+        pending_row(now, message_id=message_row["id"], partner_id=None, subscription_id=row.id)
         for row in candidates
         if matches(row.filter or {}, row.case_digest, message_row, event=event)
     ]
@@ -69,20 +58,15 @@ async def request_event_deliveries(
     """
     candidates = await repository.fanout_candidates(session, reference_digest)
     return [
-        {
-            "id": new_id(),
-            "message_id": None,
-            "request_id": request_id,
-            "event": event.value,
-            "event_data": dict(data),
-            "partner_id": None,
-            "subscription_id": row.id,
-            "status": DeliveryStatus.PENDING.value,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
+        pending_row(
+            now,
+            message_id=None,
+            request_id=request_id,
+            event=event.value,
+            event_data=dict(data),
+            partner_id=None,
+            subscription_id=row.id,
+        )
         for row in candidates
         if wants_request_event(
             row.filter or {},
