@@ -130,15 +130,20 @@ async def _count(app: FastAPI, model: Any, message_id: str) -> int:
     return int(count or 0)
 
 
-async def _delivered(http: httpx.AsyncClient, message_id: str) -> None:
+async def _deliveries_reach(http: httpx.AsyncClient, message_id: str, status: str) -> None:
+    """Wait until every delivery of the message has `status` (15 s at most)."""
     deadline = time.monotonic() + 15
     while True:
         deliveries = (await http.get(f"/v1/messages/{message_id}/deliveries")).json()
-        if all(d["status"] == "delivered" for d in deliveries["deliveries"]):
+        if all(d["status"] == status for d in deliveries["deliveries"]):
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"{message_id} was not delivered: {deliveries}")
+            raise AssertionError(f"{message_id} did not reach {status}: {deliveries}")
         await asyncio.sleep(0.02)
+
+
+async def _delivered(http: httpx.AsyncClient, message_id: str) -> None:
+    await _deliveries_reach(http, message_id, "delivered")
 
 
 async def _retrying_then_dispatcher_stopped(
@@ -150,14 +155,7 @@ async def _retrying_then_dispatcher_stopped(
     the clock jumps a month ahead would dead-letter it at once. Stopping the dispatcher
     keeps the delivery open (retrying) for as long as the test needs it so.
     """
-    deadline = time.monotonic() + 15
-    while True:
-        deliveries = (await http.get(f"/v1/messages/{message_id}/deliveries")).json()
-        if all(d["status"] == "retrying" for d in deliveries["deliveries"]):
-            break
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message_id} was not retrying: {deliveries}")
-        await asyncio.sleep(0.02)
+    await _deliveries_reach(http, message_id, "retrying")
     dispatcher = _runtime(app).dispatcher
     assert dispatcher is not None
     await dispatcher.stop()
