@@ -9,6 +9,7 @@ import structlog
 
 from commcentre.adapters.base import AdapterContext, Resolver
 from commcentre.adapters.registry import AdapterRegistry, load_adapters
+from commcentre.adapters.transport import PoolTransport
 from commcentre.clock import Clock
 from commcentre.config import Settings
 from commcentre.crypto import BlindIndex, Envelope, FileKeyring, KeyProvider
@@ -51,11 +52,12 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
     No environment proxies (they would connect on our behalf and undo the SSRF
     guard's pinned address), no redirects, bounded timeouts and pool.
     """
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     return httpx.AsyncClient(
         trust_env=False,
         follow_redirects=False,
         timeout=httpx.Timeout(settings.delivery_timeout_seconds),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        transport=PoolTransport(limits=limits),
     )
 
 

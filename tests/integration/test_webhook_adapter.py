@@ -44,6 +44,7 @@ from commcentre.adapters.base import (
     RetryableDeliveryError,
 )
 from commcentre.adapters.http import parse_retry_after
+from commcentre.adapters.transport import PoolTransport
 from commcentre.adapters.webhook import WebhookAdapter
 from commcentre.clock import utcnow
 from commcentre.messages.schemas import MessageIn
@@ -162,6 +163,9 @@ async def start_server() -> AsyncIterator[Callable[..., Awaitable[LocalServer]]]
         await server.stop()
 
 
+LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=10)
+
+
 async def loopback_resolver(host: str, port: int) -> Sequence[str]:
     """Invented names under .test resolve to 127.0.0.1; anything else does not exist."""
     if host.endswith(".test"):
@@ -171,8 +175,9 @@ async def loopback_resolver(host: str, port: int) -> Sequence[str]:
 
 @pytest.fixture
 async def adapter() -> AsyncIterator[WebhookAdapter]:
-    # trust_env=False: a proxy from the environment must never carry test traffic elsewhere.
-    async with httpx.AsyncClient(trust_env=False) as client:
+    # The transport `commcentre serve` uses; trust_env=False: a proxy from the environment
+    # must never carry test traffic elsewhere.
+    async with httpx.AsyncClient(trust_env=False, transport=PoolTransport(limits=LIMITS)) as client:
         yield WebhookAdapter(AdapterContext(http=client, resolver=loopback_resolver, timeout=5))
 
 
@@ -532,7 +537,8 @@ async def test_https_pins_the_ip_but_verifies_tls_for_the_host_name(
         ssl_context=tls.server, keep_alive=True, respond=reply(200, keep_alive=True)
     )
     msg, delivery = outbound()
-    async with httpx.AsyncClient(trust_env=False, verify=tls.client) as client:
+    transport = PoolTransport(limits=LIMITS, verify=tls.client)
+    async with httpx.AsyncClient(trust_env=False, transport=transport) as client:
         adapter = WebhookAdapter(AdapterContext(http=client, resolver=loopback_resolver))
         good = partner(f"https://partner.test:{server.port}/hook")
         receipt = await adapter.deliver(msg, good, delivery)
