@@ -655,3 +655,59 @@ async def test_a_delivery_whose_workers_keep_dying_becomes_a_dead_letter(
         assert "workers were lost" in delivery["last_error"]
         loopback = gw.runtime.adapters.get("loopback")
         assert loopback.received(partner) == []  # type: ignore[attr-defined]
+
+
+# -- recording outcomes ---------------------------------------------------------------------------
+
+
+def recording_dispatcher(gw: Gateway, *, results_wait: float) -> Dispatcher:
+    return Dispatcher(
+        gw.runtime.db,
+        vault=gw.runtime.vault,
+        adapters=gw.runtime.adapters,
+        clock=utcnow,
+        policy=FAST,
+        settings=DispatcherSettings(poll_interval=0.05, results_wait=results_wait),
+    )
+
+
+async def test_outcomes_that_arrive_together_are_recorded_in_one_transaction(
+    settings: Settings, dispatch_url: str
+) -> None:
+    async with gateway(settings, dispatch_url, breakers=CircuitBreakers()) as gw:
+        partner = await gw.partner()
+        await gw.dispatcher.stop()  # queue while no dispatcher runs
+        accepted = [await gw.submit(partner) for _ in range(6)]
+        dispatcher = recording_dispatcher(gw, results_wait=2.0)
+        await dispatcher.start()
+        try:
+            assert await dispatcher.drain(within=20)
+        finally:
+            await dispatcher.stop()
+        # One claim took all six; their outcomes came within the window: one write.
+        assert (dispatcher.stats.delivered, dispatcher.stats.batches) == (6, 1)
+        for a in accepted:
+            assert (await gw.only_delivery(a["id"]))["status"] == "delivered"
+        assert len(await gw.disclosures(accepted[0]["id"])) == 1
+
+
+async def test_stopping_records_waiting_outcomes_without_waiting_out_the_window(
+    settings: Settings, dispatch_url: str
+) -> None:
+    async with gateway(settings, dispatch_url, breakers=CircuitBreakers()) as gw:
+        partner = await gw.partner()
+        await gw.dispatcher.stop()
+        accepted = await gw.submit(partner)
+        dispatcher = recording_dispatcher(gw, results_wait=60.0)
+        await dispatcher.start()
+        try:
+            await until(lambda: dispatcher.stats.delivered == 1)
+            # Delivered, and the outcome waits in the recorder's window: not on record yet.
+            assert (await gw.only_delivery(accepted["id"]))["status"] == "in_flight"
+        finally:
+            began = time.monotonic()
+            await dispatcher.stop()
+        assert time.monotonic() - began < 10
+        delivery = await gw.only_delivery(accepted["id"])
+        assert delivery["status"] == "delivered"
+        assert outcomes(delivery) == [("delivered", None)]
