@@ -36,6 +36,19 @@ def decide(
 # -- retry policy ---------------------------------------------------------------------------------
 
 
+def test_jitter_leaves_the_shared_random_state_alone() -> None:
+    # The dispatcher decides retries while other code in the process may draw from the
+    # `random` module (Hypothesis checks that a strategy did not move its state).
+    before = random.getstate()
+    delays = {
+        decision.delay
+        for _ in range(20)
+        if (decision := RetryPolicy().decide(RETRYABLE, attempt=8, age=timedelta(0)))
+    }
+    assert random.getstate() == before
+    assert len(delays) > 1  # still jittered
+
+
 @pytest.mark.parametrize("attempt", [1, 2, 3, 4, 5, 6])
 def test_full_jitter_stays_within_the_exponential_ceiling(attempt: int) -> None:
     policy = RetryPolicy(base=0.5, cap=3600.0, max_attempts=100)

@@ -8,6 +8,11 @@ from commcentre.adapters.base import DeliveryError, RetryableDeliveryError
 
 MAX_RETRY_AFTER = 24 * 3600.0  # a partner asking for more than a day is not taken literally
 
+# The jitter's own generator (seeded from the OS): drawing from the `random` module's
+# shared one would move a state that other code in the process (tests, libraries) may
+# rely on.
+_JITTER = random.Random()  # noqa: S311 (jitter, not secrecy)
+
 
 @dataclass(frozen=True, slots=True)
 class RetryDecision:
@@ -39,7 +44,7 @@ class RetryPolicy:
         if attempt >= self.max_attempts:
             return None
         ceiling = min(self.cap, self.base * 2 ** max(0, attempt - 1))
-        delay = (rng or random).uniform(0, ceiling)
+        delay = (rng or _JITTER).uniform(0, ceiling)
         if error.retry_after is not None:
             delay = max(delay, min(error.retry_after, MAX_RETRY_AFTER))
         if age + timedelta(seconds=delay) > self.max_age:
