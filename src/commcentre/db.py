@@ -34,6 +34,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, Result, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -172,6 +174,13 @@ class WriteSession(Protocol):
 
 # As AsyncSession.execute does: ORM results are read in full before execute returns.
 _BUFFERED = {"prebuffer_rows": True}
+
+# What a statement or a transaction fails with when the store did not do the work: the
+# driver's errors, no pooled connection free in time, or the network.
+STORE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, PoolTimeout, OSError)
+# Of those, the ones that say the store is out of reach (busy past the timeout, locked,
+# down) rather than refusing what was sent: trying again at once would only wait again.
+UNREACHABLE_ERRORS: tuple[type[Exception], ...] = (OperationalError, PoolTimeout, OSError)
 
 
 class SyncWriteSession:

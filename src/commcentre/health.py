@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from commcentre.db import STORE_ERRORS
 from commcentre.migrate import head_revision
 from commcentre.runtime import RuntimeDep
 
@@ -50,7 +51,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
                 ).scalar_one_or_none()
             except DBAPIError:
                 revision = None
-    except (DBAPIError, OSError):
+    except STORE_ERRORS:
         database = "unreachable"
     migrations: Literal["at_head", "behind", "unknown"]
     if database != "ok":

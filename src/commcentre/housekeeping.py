@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from sqlalchemy.exc import DBAPIError
 
 from commcentre.clock import Clock
+from commcentre.db import STORE_ERRORS
 
 log = structlog.get_logger(__name__)
 
@@ -67,7 +67,7 @@ class Housekeeper:
         self.runs[job.name] += 1
         try:
             count = await job.run(self._clock())
-        except (DBAPIError, OSError) as exc:
+        except STORE_ERRORS as exc:
             log.warning("housekeeping_failed", job=job.name, error_type=type(exc).__name__)
             return 0
         except Exception as exc:  # a bug must not end the job for the life of the process

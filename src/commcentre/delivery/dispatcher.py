@@ -24,8 +24,6 @@ from datetime import datetime, timedelta
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout  # no connection free in time
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.adapters.base import (
@@ -46,7 +44,7 @@ from commcentre.adapters.netguard import IPNetwork
 from commcentre.audit.service import AuditAction, AuditRecord, append
 from commcentre.clock import Clock
 from commcentre.crypto import CryptoError
-from commcentre.db import Database, WriteSession
+from commcentre.db import STORE_ERRORS, Database, WriteSession
 from commcentre.delivery import ratelimit, repository
 from commcentre.delivery.breaker import BreakerState, CircuitBreakers
 from commcentre.delivery.models import DeliveryStatus
@@ -244,7 +242,7 @@ class Dispatcher:
             self._wake.clear()
             try:
                 jobs = await self._claim(min(free, self._settings.claim_batch))
-            except (DBAPIError, PoolTimeout, OSError) as exc:
+            except STORE_ERRORS as exc:
                 self.stats.last_error = type(exc).__name__
                 log.warning("dispatcher_claim_failed", error_type=type(exc).__name__)
                 await self._sleep(self._settings.poll_interval)
@@ -652,7 +650,7 @@ class Dispatcher:
             try:
                 await self._write(batch)
                 return
-            except (DBAPIError, PoolTimeout, OSError) as exc:
+            except STORE_ERRORS as exc:
                 self.stats.last_error = type(exc).__name__
                 log.warning("dispatcher_record_failed", error_type=type(exc).__name__)
                 await asyncio.sleep(delay)
@@ -728,7 +726,7 @@ class Dispatcher:
                         await self._stop_requested.wait()
                     finally:
                         await driver.remove_listener(NOTIFY_CHANNEL, callback)  # type: ignore[union-attr]
-            except (DBAPIError, OSError) as exc:
+            except STORE_ERRORS as exc:
                 log.warning("dispatcher_listen_failed", error_type=type(exc).__name__)
                 await asyncio.sleep(5)
 

@@ -29,12 +29,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout  # the shared connection stayed busy
+from sqlalchemy.exc import IntegrityError
 
 from commcentre.audit.service import AuditRecord, append
 from commcentre.clock import Clock
-from commcentre.db import Database, WriteSession
+from commcentre.db import STORE_ERRORS, UNREACHABLE_ERRORS, Database, WriteSession
 from commcentre.delivery.repository import insert_deliveries
 from commcentre.errors import CommCentreError, Conflict, ServiceUnavailable, UnprocessableContent
 from commcentre.idempotency import repository as idempotency_repository
@@ -231,10 +230,9 @@ class IngestWriter:
             if len(batch) == 1:
                 _settle(batch[0], refusal)
                 return
-        except (DBAPIError, PoolTimeout, OSError) as exc:
-            if isinstance(exc, PoolTimeout | OperationalError | OSError):
-                # The store is out of reach (busy past the timeout, locked, down), not
-                # refusing one message: trying each message alone would only wait again.
+        except STORE_ERRORS as exc:
+            if isinstance(exc, UNREACHABLE_ERRORS):
+                # Not a refusal of one message: trying each one alone would only wait again.
                 log.error("ingest_write_failed", error_type=type(exc).__name__)
                 _fail_all(batch, _store_unavailable)
                 return
@@ -245,7 +243,7 @@ class IngestWriter:
                     try:
                         await self._write(batch)
                         return
-                    except (DBAPIError, PoolTimeout, OSError):
+                    except STORE_ERRORS:
                         pass
                     _fail_all(batch, lambda: Conflict("the message conflicts with stored data"))
                 else:

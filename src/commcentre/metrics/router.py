@@ -4,8 +4,8 @@ from collections import defaultdict
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
-from sqlalchemy.exc import DBAPIError
 
+from commcentre.db import STORE_ERRORS
 from commcentre.metrics import repository
 from commcentre.runtime import RuntimeDep
 
@@ -68,7 +68,7 @@ async def _store_gauges(runtime: RuntimeDep) -> CollectorRegistry:
         async with runtime.db.read_sessions() as session:
             rows = await repository.queue(session, now=now)
             requests = await repository.requests_by_status(session, now=now)
-    except (DBAPIError, OSError):
+    except STORE_ERRORS:
         up.set(0)
         return registry
     up.set(1)
