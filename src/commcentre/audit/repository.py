@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.audit.models import HEAD_ID, AuditEntry, AuditHead
@@ -20,6 +20,15 @@ VERIFY_CHUNK = 1000
 
 _entries = cast(Table, AuditEntry.__table__)
 _head = cast(Table, AuditHead.__table__)
+
+# Every audited write runs both: built once, with bound parameters.
+_ADVANCE_HEAD = (
+    update(_head)
+    .where(_head.c.id == HEAD_ID)
+    .values(seq=_head.c.seq + bindparam("count"), updated_at=bindparam("now"))
+    .returning(_head.c.seq, _head.c.hash)
+)
+_SET_HEAD_HASH = update(_head).where(_head.c.id == HEAD_ID).values(hash=bindparam("head_hash"))
 
 
 class AuditHeadMissingError(RuntimeError):
@@ -53,12 +62,7 @@ async def advance_head(session: WriteSession, count: int, *, now: datetime) -> C
     blocks here until we commit, then reads our values), and on SQLite the
     write transaction already holds the database lock.
     """
-    result = await session.execute(
-        update(_head)
-        .where(_head.c.id == HEAD_ID)
-        .values(seq=_head.c.seq + count, updated_at=now)
-        .returning(_head.c.seq, _head.c.hash)
-    )
+    result = await session.execute(_ADVANCE_HEAD, {"count": count, "now": now})
     row = result.one_or_none()
     if row is None:
         raise AuditHeadMissingError("audit_head row is missing; run the migrations")
@@ -72,7 +76,7 @@ async def insert_entries(session: WriteSession, rows: Sequence[Mapping[str, Any]
 
 async def set_head_hash(session: WriteSession, head_hash: bytes) -> None:
     """Record the hash of the entry the head's seq now points at."""
-    await session.execute(update(_head).where(_head.c.id == HEAD_ID).values(hash=head_hash))
+    await session.execute(_SET_HEAD_HASH, {"head_hash": head_hash})
 
 
 async def get_head(session: AsyncSession) -> ChainHead | None:

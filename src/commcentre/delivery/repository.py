@@ -32,6 +32,22 @@ from commcentre.subscriptions.models import Subscription
 _deliveries = cast(Table, Delivery.__table__)
 _attempts = cast(Table, DeliveryAttempt.__table__)
 
+# The dispatcher's per-claim and per-outcome reads, built once with an expanding IN
+# parameter: building a statement and its cache key on every call cost more CPU than
+# running it.
+_SEALED_MESSAGES = select(Message).where(Message.id.in_(bindparam("ids", expanding=True)))
+_PARTNERS = select(Partner).where(Partner.id.in_(bindparam("ids", expanding=True)))
+_HELD = select(_deliveries.c.id).where(
+    _deliveries.c.id.in_(bindparam("ids", expanding=True)),
+    _deliveries.c.lease_owner == bindparam("owner"),
+    _deliveries.c.status == DeliveryStatus.IN_FLIGHT.value,
+)
+_STATUS_COUNTS = (
+    select(_deliveries.c.message_id, _deliveries.c.status, func.count())
+    .where(_deliveries.c.message_id.in_(bindparam("ids", expanding=True)))
+    .group_by(_deliveries.c.message_id, _deliveries.c.status)
+)
+
 NOTIFY_CHANNEL = "commcentre_deliveries"
 
 DUE_STATUSES = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value)
@@ -239,17 +255,8 @@ async def record_outcomes(
     """
     if not outcomes:
         return set()
-    held = set(
-        (
-            await session.execute(
-                select(Delivery.id).where(
-                    Delivery.id.in_([o.delivery_id for o in outcomes]),
-                    Delivery.lease_owner == owner,
-                    Delivery.status == DeliveryStatus.IN_FLIGHT.value,
-                )
-            )
-        ).scalars()
-    )
+    ids = [o.delivery_id for o in outcomes]
+    held = set((await session.execute(_HELD, {"ids": ids, "owner": owner})).scalars())
     mine = [o for o in outcomes if o.delivery_id in held]
     if not mine:
         return held
@@ -340,13 +347,7 @@ async def refresh_message_status(
     ids = [m for m in message_ids if m is not None]
     if not ids:
         return
-    rows = (
-        await session.execute(
-            select(Delivery.message_id, Delivery.status, func.count())
-            .where(Delivery.message_id.in_(ids))
-            .group_by(Delivery.message_id, Delivery.status)
-        )
-    ).all()
+    rows = (await session.execute(_STATUS_COUNTS, {"ids": ids})).all()
     counts: dict[uuid.UUID, dict[str, int]] = {}
     for message_id, status, count in rows:
         counts.setdefault(uuid.UUID(str(message_id)), {})[status] = int(count)
@@ -380,12 +381,12 @@ async def message_legal_bases(
 async def sealed_messages(
     session: WriteSession, message_ids: Collection[uuid.UUID]
 ) -> Sequence[Message]:
-    result = await session.execute(select(Message).where(Message.id.in_(list(message_ids))))
+    result = await session.execute(_SEALED_MESSAGES, {"ids": list(message_ids)})
     return result.scalars().all()
 
 
 async def partners(session: WriteSession, partner_ids: Collection[str]) -> Sequence[Partner]:
-    result = await session.execute(select(Partner).where(Partner.id.in_(list(partner_ids))))
+    result = await session.execute(_PARTNERS, {"ids": list(partner_ids)})
     return result.scalars().all()
 
 

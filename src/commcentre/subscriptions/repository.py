@@ -5,7 +5,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.auth.models import ApiClient
@@ -37,15 +37,17 @@ async def get_any(session: AsyncSession, subscription_id: uuid.UUID) -> Subscrip
     return await session.get(Subscription, subscription_id)
 
 
+# Built once (the dispatcher loads subscriptions with every claim that has some).
+_BY_IDS = select(Subscription).where(Subscription.id.in_(bindparam("ids", expanding=True)))
+
+
 async def by_ids(
     session: WriteSession, subscription_ids: Collection[uuid.UUID]
 ) -> Sequence[Subscription]:
     """Subscriptions by id, deleted ones included (the dispatcher dead-letters those)."""
     if not subscription_ids:
         return []
-    result = await session.execute(
-        select(Subscription).where(Subscription.id.in_(list(subscription_ids)))
-    )
+    result = await session.execute(_BY_IDS, {"ids": list(subscription_ids)})
     return result.scalars().all()
 
 
