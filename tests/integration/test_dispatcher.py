@@ -305,6 +305,15 @@ async def gateway(
                     await own.stop()
 
 
+@asynccontextmanager
+async def idle_gateway(settings: Settings, url: str) -> AsyncIterator[tuple[Gateway, str]]:
+    """A gateway and a loopback partner, with no dispatcher running: submissions queue."""
+    async with gateway(settings, url, breakers=CircuitBreakers()) as gw:
+        partner = await gw.partner()
+        await gw.dispatcher.stop()
+        yield gw, partner
+
+
 @pytest.fixture
 async def gw(settings: Settings, dispatch_url: str) -> AsyncIterator[Gateway]:
     async with gateway(settings, dispatch_url) as g:
@@ -630,9 +639,7 @@ async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
 async def test_a_delivery_whose_workers_keep_dying_becomes_a_dead_letter(
     settings: Settings, dispatch_url: str
 ) -> None:
-    async with gateway(settings, dispatch_url, breakers=CircuitBreakers()) as gw:
-        partner = await gw.partner()
-        await gw.dispatcher.stop()
+    async with idle_gateway(settings, dispatch_url) as (gw, partner):
         accepted = await gw.submit(partner)
         delivery_id = uuid.UUID(accepted["deliveries"][0]["id"])
         # A worker died holding it, and earlier ones did too: one lost attempt short of
@@ -674,9 +681,7 @@ def recording_dispatcher(gw: Gateway, *, results_wait: float) -> Dispatcher:
 async def test_outcomes_that_arrive_together_are_recorded_in_one_transaction(
     settings: Settings, dispatch_url: str
 ) -> None:
-    async with gateway(settings, dispatch_url, breakers=CircuitBreakers()) as gw:
-        partner = await gw.partner()
-        await gw.dispatcher.stop()  # queue while no dispatcher runs
+    async with idle_gateway(settings, dispatch_url) as (gw, partner):
         accepted = [await gw.submit(partner) for _ in range(6)]
         dispatcher = recording_dispatcher(gw, results_wait=2.0)
         await dispatcher.start()
@@ -694,9 +699,7 @@ async def test_outcomes_that_arrive_together_are_recorded_in_one_transaction(
 async def test_stopping_records_waiting_outcomes_without_waiting_out_the_window(
     settings: Settings, dispatch_url: str
 ) -> None:
-    async with gateway(settings, dispatch_url, breakers=CircuitBreakers()) as gw:
-        partner = await gw.partner()
-        await gw.dispatcher.stop()
+    async with idle_gateway(settings, dispatch_url) as (gw, partner):
         accepted = await gw.submit(partner)
         dispatcher = recording_dispatcher(gw, results_wait=60.0)
         await dispatcher.start()
