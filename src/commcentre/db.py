@@ -15,9 +15,17 @@ import asyncio
 import contextvars
 import functools
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol, TypeVar, TypeVarTuple, cast, overload
 
@@ -300,8 +308,8 @@ class Database:
             async with self.write_sessions() as session, session.begin():
                 yield session
             return
-        with self._sync_sessions()() as sync_session, sync_session.begin():
-            yield SyncWriteSession(sync_session)
+        with self._sync_transaction() as sync_session:
+            yield sync_session
 
     async def run_write(self, work: Callable[[WriteSession], Awaitable[_T]]) -> _T:
         """Run `work` in one write transaction, committed when it returns; its result.
@@ -315,7 +323,7 @@ class Database:
         it runs on another thread, outside the event loop.
         """
         if not self.is_sqlite:
-            async with self.write_sessions() as session, session.begin():
+            async with self.write_transaction() as session:
                 return await work(session)
         with self._sync_lock:
             if self._disposed:
@@ -328,8 +336,14 @@ class Database:
         return await asyncio.get_running_loop().run_in_executor(executor, call)
 
     def _run_sync_write(self, work: Callable[[WriteSession], Awaitable[_T]]) -> _T:
+        with self._sync_transaction() as session:
+            return _run_unsuspended(work(session))
+
+    @contextmanager
+    def _sync_transaction(self) -> Iterator[SyncWriteSession]:
+        """SQLite: a transaction on the one synchronous write connection, on this thread."""
         with self._sync_sessions()() as sync_session, sync_session.begin():
-            return _run_unsuspended(work(SyncWriteSession(sync_session)))
+            yield SyncWriteSession(sync_session)
 
     def _sync_sessions(self) -> sessionmaker[Session]:
         factory = self._sync_write_sessions
