@@ -93,8 +93,8 @@ class _Inserter:
 
     def __init__(self, table: Table, columns: tuple[str, ...], dialect: Dialect) -> None:
         quote = dialect.identifier_preparer.quote
-        self._columns = columns
-        self._converters = tuple(_converter(table, name, dialect) for name in columns)
+        # Each column's name and its conversion (None: the value as it is).
+        self._pairs = tuple((name, _converter(table, name, dialect)) for name in columns)
         # Only names of the table's own columns (each looked up in table.c above),
         # quoted by the dialect; every value is a bound parameter.
         self._head = (
@@ -109,7 +109,7 @@ class _Inserter:
         return self._head + ", ".join([self._row] * count)
 
     def run(self, connection: Any, rows: Sequence[Mapping[str, Any]]) -> None:
-        pairs = tuple(zip(self._columns, self._converters, strict=True))
+        pairs = self._pairs
         for start in range(0, len(rows), self._page):
             page = rows[start : start + self._page]
             params: list[Any] = []

@@ -46,8 +46,7 @@ _DELETE_KEYS = _records.delete().where(
 
 
 async def insert_many(session: WriteSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await insert_rows(session, _records, rows)
+    await insert_rows(session, _records, rows)
 
 
 async def delete_expired(

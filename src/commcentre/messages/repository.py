@@ -68,14 +68,12 @@ class MessageFilter:
 
 
 async def insert_messages(session: WriteSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        # Rows into the table (not the ORM entity): an executemany, no unit of work.
-        await insert_rows(session, _messages, rows)
+    # Rows into the table (not the ORM entity): an executemany, no unit of work.
+    await insert_rows(session, _messages, rows)
 
 
 async def insert_identifiers(session: WriteSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await insert_rows(session, _identifiers, rows)
+    await insert_rows(session, _identifiers, rows)
 
 
 async def case_digest_of(session: AsyncSession, message_id: uuid.UUID) -> bytes | None:
