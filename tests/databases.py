@@ -8,6 +8,7 @@ database on that server, dropped afterwards.
 import asyncio
 import os
 import secrets
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from commcentre.db import SyncWriteSession, WriteSession
 from commcentre.migrate import upgrade
 
 PG_ENV = "COMMCENTRE_TEST_DATABASE_URL"
@@ -51,3 +53,17 @@ def fresh_database(directory: Path, prefix: str) -> Iterator[str]:
         yield url
     finally:
         on_server(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def driver_statements(session: WriteSession) -> Iterator[list[str]]:
+    """The SQL the sqlite3 driver itself runs inside the block, whoever sent it."""
+    assert isinstance(session, SyncWriteSession)
+    driver = session.sync_session.connection().connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    statements: list[str] = []
+    driver.set_trace_callback(statements.append)
+    try:
+        yield statements
+    finally:
+        driver.set_trace_callback(None)

@@ -22,12 +22,13 @@ from sqlalchemy.exc import IntegrityError
 from commcentre.audit.models import AuditEntry
 from commcentre.auth.models import ApiClient
 from commcentre.bulk import insert_rows
-from commcentre.db import Database, SyncWriteSession
+from commcentre.db import Database
 from commcentre.delivery.models import Delivery, DeliveryAttempt
 from commcentre.idempotency.models import IdempotencyRecord
 from commcentre.messages.models import Message, MessageIdentifier
 from commcentre.migrate import upgrade
 from commcentre.partners.models import Partner
+from tests.databases import driver_statements
 
 HELSINKI = timezone(timedelta(hours=2))
 CLIENT = uuid.UUID("0193b6f0-0000-7000-8000-000000000001")
@@ -270,17 +271,10 @@ async def test_a_page_per_statement_and_nothing_of_a_failed_transaction(
     databases: tuple[Database, Database],
 ) -> None:
     bulk, _ = databases
-    statements: list[str] = []
     rows = [{**idempotency_rows()[0], "key": f"page-{n}"} for n in range(2500)]
     async with bulk.write_transaction() as session:
-        assert isinstance(session, SyncWriteSession)
-        driver = session.sync_session.connection().connection.driver_connection
-        assert isinstance(driver, sqlite3.Connection)
-        driver.set_trace_callback(statements.append)
-        try:
+        with driver_statements(session) as statements:
             await insert_rows(session, table(IdempotencyRecord), rows)
-        finally:
-            driver.set_trace_callback(None)
     inserts = [s for s in statements if s.startswith("INSERT")]
     assert len(inserts) == 3  # 1000 rows, 1000, then 500: one GIL release per page
     assert len(dump(bulk, "idempotency_keys")) == 2500

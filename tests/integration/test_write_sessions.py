@@ -23,6 +23,7 @@ from commcentre.db import Database, SyncWriteSession
 from commcentre.idempotency import repository as idempotency_repository
 from commcentre.idempotency.models import IdempotencyRecord
 from commcentre.migrate import upgrade
+from tests.databases import driver_statements
 
 # Values that a careless conversion would change: microseconds, a non-UTC
 # offset, NUL and high bytes, non-ASCII and nested JSON.
@@ -237,21 +238,13 @@ async def test_an_executemany_insert_goes_out_in_multi_row_pages(db: Database) -
     """Each sqlite3 step releases the GIL: a page of rows per step, not one row."""
     if not db.is_sqlite:
         pytest.skip("asyncpg keeps its own executemany")
-    statements: list[str] = []
     client = uuid.uuid4()
     keys = [f"page-{uuid.uuid4()}" for _ in range(1500)]
     async with db.write_transaction() as session:
-        assert isinstance(session, SyncWriteSession)
-        # What the driver itself runs, whether SQLAlchemy or commcentre.bulk sent it.
-        driver = session.sync_session.connection().connection.driver_connection
-        assert isinstance(driver, sqlite3.Connection)
-        driver.set_trace_callback(statements.append)
-        try:
+        with driver_statements(session) as statements:
             await idempotency_repository.insert_many(
                 session, [record_row(key, client) for key in keys]
             )
-        finally:
-            driver.set_trace_callback(None)
     inserts = [statement for statement in statements if statement.startswith("INSERT")]
     assert len(inserts) == 2  # 1000 rows, then 500
     assert await count_keys(db, *keys) == len(keys)
