@@ -18,6 +18,9 @@ Every target delivers to one receiver, with the same concurrency, in one run:
             same httpx client settings (it neither decrypts nor signs: a lower bound
             of what a queue library costs, not a full gateway)
 
+Everything on the sending side runs on the event loop `commcentre serve` runs on
+(uvloop, commcentre.loops), as does a `commcentre worker` process.
+
 The receiver is a raw ASGI app (`bench.dispatch:receiver_app`) under uvicorn
 (uvloop, httptools) in a process of its own, so its CPU never shares a GIL with
 the sender. It answers 200 and records each request's `webhook-id` and arrival
@@ -74,6 +77,7 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
+from commcentre import loops
 from commcentre.adapters.base import AdapterContext, DeliveryContext, OutboundMessage, PartnerView
 from commcentre.adapters.http import HttpPushConfig, sign
 from commcentre.adapters.netguard import system_resolver
@@ -1313,7 +1317,7 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.messages, args.concurrency, args.runs) < 1 or args.rate <= 0:
         parser.error("--messages, --concurrency, --runs and --rate must be positive")
     try:
-        return asyncio.run(amain(args))
+        return loops.run(amain(args))
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 2

@@ -97,12 +97,13 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run a dispatcher process: deliver due messages until SIGTERM."""
+    from commcentre import loops
     from commcentre.delivery.worker import run_worker
     from commcentre.logs import configure_logging
 
     settings = Settings()
     configure_logging(json=settings.environment == "prod")
-    asyncio.run(run_worker(settings))
+    loops.run(run_worker(settings))
 
 
 @app.command("config-table")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from commcentre import loops
 from commcentre.audit.service import verify_chain
 from commcentre.auth.deps import Principal
 from commcentre.auth.service import create_client
@@ -112,6 +113,19 @@ async def test_concurrent_messages_share_one_transaction(
         outcomes = await asyncio.gather(*(writer.submit(p) for p in batch))
         assert {o.status_code for o in outcomes} == {202}
         assert writer.batches_written - before == 1
+
+
+async def test_the_writer_thread_runs_on_the_loop_commcentre_runs_on(
+    db: Database, user: ApiUser, vault: MessageVault
+) -> None:
+    async with batch_writer(db, 1) as writer:
+        outcome = await writer.submit(pending_for(user, vault))
+        assert outcome.status_code == 202
+        # uvloop where installed, as `commcentre serve` (uvicorn) and `commcentre worker` run.
+        kind = loops.new_event_loop()
+        kind.close()
+        assert type(writer._loop) is type(kind)
+        assert writer._loop is not asyncio.get_running_loop()
 
 
 async def test_an_unreachable_store_answers_503_and_the_writer_survives(

@@ -31,6 +31,7 @@ from typing import Any
 import structlog
 from sqlalchemy.exc import IntegrityError
 
+from commcentre import loops
 from commcentre.audit.service import AuditRecord, append
 from commcentre.clock import Clock
 from commcentre.db import STORE_ERRORS, UNREACHABLE_ERRORS, Database, WriteSession
@@ -170,7 +171,7 @@ class IngestWriter:
             if self._shared is None:
                 await self._db.dispose()
 
-        asyncio.run(main())
+        loops.run(main())
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
