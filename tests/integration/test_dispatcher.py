@@ -40,6 +40,7 @@ from commcentre.app import create_app
 from commcentre.auth.service import create_client
 from commcentre.clock import utcnow
 from commcentre.config import Settings
+from commcentre.delivery import repository
 from commcentre.delivery.breaker import BreakerState, CircuitBreakers
 from commcentre.delivery.dispatcher import Dispatcher, DispatcherSettings
 from commcentre.delivery.models import Delivery
@@ -662,6 +663,47 @@ async def test_a_delivery_whose_workers_keep_dying_becomes_a_dead_letter(
         assert "workers were lost" in delivery["last_error"]
         loopback = gw.runtime.adapters.get("loopback")
         assert loopback.received(partner) == []  # type: ignore[attr-defined]
+
+
+# -- claiming -------------------------------------------------------------------------------------
+
+
+async def test_a_claim_that_took_every_due_delivery_is_not_followed_by_an_empty_one(
+    settings: Settings, dispatch_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claimed: list[int] = []  # deliveries each claim took, in order
+    claim_due = repository.claim_due
+
+    async def counting(*args: Any, **kwargs: Any) -> list[Any]:
+        found = await claim_due(*args, **kwargs)
+        claimed.append(len(found))
+        return found
+
+    async with idle_gateway(settings, dispatch_url) as (gw, partner):
+        monkeypatch.setattr(repository, "claim_due", counting)  # the gateway's own has stopped
+        # A poll far beyond the test: only wake-ups make this dispatcher claim.
+        dispatcher = Dispatcher(
+            gw.runtime.db,
+            vault=gw.runtime.vault,
+            adapters=gw.runtime.adapters,
+            clock=utcnow,
+            settings=DispatcherSettings(poll_interval=600.0),
+        )
+        await dispatcher.start()
+        try:
+            await until(lambda: claimed == [0])  # the claim at start: nothing is due
+            accepted = []
+            for n in range(1, 4):
+                accepted.append(await gw.submit(partner))
+                dispatcher.wake()  # what the ingest writer's commit does
+                await until(lambda n=n: dispatcher.stats.delivered == n)  # type: ignore[misc]
+            await asyncio.sleep(0.2)  # past the recorder's window
+            # One claim per wake-up, each taking the one delivery that was due.
+            assert claimed == [0, 1, 1, 1]
+            for a in accepted:
+                assert (await gw.only_delivery(a["id"]))["status"] == "delivered"
+        finally:
+            await dispatcher.stop()
 
 
 # -- recording outcomes ---------------------------------------------------------------------------

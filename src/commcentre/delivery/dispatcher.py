@@ -232,7 +232,9 @@ class Dispatcher:
     async def _run(self) -> None:
         # With a backlog, claim again once a quarter of the slots is free: one claim
         # transaction for several deliveries, not one per freed slot. Without one, claim
-        # as soon as woken (latency).
+        # as soon as woken (latency), and only then: a claim that took every due delivery
+        # is not followed by one that finds nothing (it would be a write transaction of
+        # its own, holding SQLite's write lock, for each commit that woke us).
         refill = max(1, self._settings.concurrency // 4)
         while not self._stopping:
             free = self._settings.concurrency - len(self._tasks)
@@ -247,13 +249,13 @@ class Dispatcher:
                 log.warning("dispatcher_claim_failed", error_type=type(exc).__name__)
                 await self._sleep(self._settings.poll_interval)
                 continue
-            if not jobs:
-                await self._sleep(self._settings.poll_interval)
-                continue
             for job in jobs:
                 task = asyncio.create_task(self._attempt(job))
                 self._tasks.add(task)
                 task.add_done_callback(self._finished)
+            if not self._backlog:
+                # A wake-up that came during the claim is kept: _wake was cleared before it.
+                await self._sleep(self._settings.poll_interval)
         await self._finish_in_flight()
 
     async def _sleep(self, seconds: float) -> None:
