@@ -31,6 +31,7 @@ from commcentre.subscriptions.models import Subscription
 
 _deliveries = cast(Table, Delivery.__table__)
 _attempts = cast(Table, DeliveryAttempt.__table__)
+_messages = cast(Table, Message.__table__)
 
 # The dispatcher's per-claim and per-outcome reads, built once with an expanding IN
 # parameter: building a statement and its cache key on every call cost more CPU than
@@ -46,6 +47,27 @@ _STATUS_COUNTS = (
     select(_deliveries.c.message_id, _deliveries.c.status, func.count())
     .where(_deliveries.c.message_id.in_(bindparam("ids", expanding=True)))
     .group_by(_deliveries.c.message_id, _deliveries.c.status)
+)
+# The recorder's writes (executemany): an attempt's outcome, and a message's final status.
+_RECORD_OUTCOME = (
+    update(_deliveries)
+    .where(_deliveries.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        attempts=bindparam("b_attempts"),
+        next_attempt_at=bindparam("b_next"),
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=bindparam("b_now"),
+        delivered_at=bindparam("b_delivered_at"),
+        last_status_code=bindparam("b_code"),
+        last_error=bindparam("b_error"),
+    )
+)
+_SET_MESSAGE_STATUS = (
+    update(_messages)
+    .where(_messages.c.id == bindparam("b_id"), _messages.c.direction != "inbound")
+    .values(status=bindparam("b_status"))
 )
 
 NOTIFY_CHANNEL = "commcentre_deliveries"
@@ -261,21 +283,10 @@ async def record_outcomes(
     if not mine:
         return held
     await session.execute(
-        update(_deliveries)
-        .where(_deliveries.c.id == bindparam("b_id"))
-        .values(
-            status=bindparam("b_status"),
-            attempts=bindparam("b_attempts"),
-            next_attempt_at=bindparam("b_next"),
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=now,
-            delivered_at=bindparam("b_delivered_at"),
-            last_status_code=bindparam("b_code"),
-            last_error=bindparam("b_error"),
-        ),
+        _RECORD_OUTCOME,
         [
             {
+                "b_now": now,
                 "b_id": o.delivery_id,
                 "b_status": o.status.value,
                 "b_attempts": o.attempt,
@@ -360,13 +371,7 @@ async def refresh_message_status(
         status = "delivered" if not dead else ("partially_delivered" if delivered else "failed")
         updates.append({"b_id": message_id, "b_status": status})
     if updates:
-        messages = cast(Table, Message.__table__)
-        await session.execute(
-            update(messages)
-            .where(messages.c.id == bindparam("b_id"), messages.c.direction != "inbound")
-            .values(status=bindparam("b_status")),
-            updates,
-        )
+        await session.execute(_SET_MESSAGE_STATUS, updates)
 
 
 async def message_legal_bases(
@@ -612,15 +617,14 @@ async def redrive_dead(
     rows = result.all()
     if not rows:
         return []
-    messages = cast(Table, Message.__table__)
     # A request event has no message to put back.
     message_ids = sorted({row[1] for row in rows if row[1] is not None})
     for start in range(0, len(message_ids), MESSAGE_UPDATE_CHUNK):
         await session.execute(
-            update(messages)
+            update(_messages)
             .where(
-                messages.c.id.in_(message_ids[start : start + MESSAGE_UPDATE_CHUNK]),
-                messages.c.status.in_(SETTLED_MESSAGE_STATUSES),
+                _messages.c.id.in_(message_ids[start : start + MESSAGE_UPDATE_CHUNK]),
+                _messages.c.status.in_(SETTLED_MESSAGE_STATUSES),
             )
             .values(status="accepted")
         )
