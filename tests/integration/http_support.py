@@ -1,6 +1,7 @@
 """A minimal asyncio HTTP/1.1 server on 127.0.0.1 whose answers a test chooses.
 
-Used by the webhook adapter's contract tests and the shared transport's tests.
+Used by the webhook adapter's contract tests, the shared transport's tests and the
+dispatcher tests' scripted partner.
 """
 
 import asyncio

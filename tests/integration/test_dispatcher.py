@@ -14,7 +14,6 @@ resolve.
 
 import asyncio
 import base64
-import contextlib
 import itertools
 import os
 import random
@@ -48,6 +47,7 @@ from commcentre.delivery.retry import RetryPolicy
 from commcentre.runtime import Runtime
 from tests.databases import fresh_database
 from tests.factories import message
+from tests.integration.http_support import LocalServer, Received
 
 SECRET = f"whsec_{base64.b64encode(os.urandom(32)).decode()}"
 FAST = RetryPolicy(base=0.01, cap=0.05, max_attempts=3)
@@ -108,67 +108,47 @@ OK = answer(200)
 
 @dataclass
 class Receiver:
-    """Answers with `script` in order, then with `otherwise` (which may look at the request)."""
+    """Answers with `script` in order, then with `otherwise` (which may look at the request).
+
+    One request per connection, on the shared test server (`LocalServer`).
+    """
 
     script: deque[Step] = field(default_factory=deque)
     otherwise: Step = OK
     hits: list[Hit] = field(default_factory=list)
-    port: int = 0
-    _server: asyncio.Server | None = None
-    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    server: LocalServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.server = LocalServer(respond=self._respond)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"http://127.0.0.1:{self.server.port}/hook"
 
     def ids(self) -> list[str]:
         return [hit.webhook_id for hit in self.hits]
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+        await self.server.start()
 
     async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
+        await self.server.stop()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            hit = await self._read(reader)
-            self.hits.append(hit)
-            step = self.script.popleft() if self.script else self.otherwise
-            await step(hit, writer)
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
-            # Python 3.11's asyncio.streams logs a cancelled handler as an error: end normally.
-            pass
-        finally:
-            self._tasks.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+    async def _respond(self, request: Received, writer: asyncio.StreamWriter) -> None:
+        hit = _hit(request)
+        self.hits.append(hit)
+        step = self.script.popleft() if self.script else self.otherwise
+        await step(hit, writer)
 
-    @staticmethod
-    async def _read(reader: asyncio.StreamReader) -> Hit:
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        headers = {}
-        for line in filter(None, head[1:]):
-            name, value = line.split(":", 1)
-            headers[name.strip().lower()] = value.strip()
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
-        at = time.monotonic()
-        try:
-            event: dict[str, Any] = Webhook(SECRET).verify(body, headers)
-            verified = True
-        except WebhookVerificationError:
-            event, verified = orjson.loads(body), False
-        return Hit(headers.get("webhook-id", ""), at, verified, event)
+
+def _hit(request: Received) -> Hit:
+    at = time.monotonic()
+    try:
+        event: dict[str, Any] = Webhook(SECRET).verify(request.body, request.headers)
+        verified = True
+    except WebhookVerificationError:
+        event, verified = orjson.loads(request.body), False
+    return Hit(request.headers.get("webhook-id", ""), at, verified, event)
 
 
 @pytest.fixture
