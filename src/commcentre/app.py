@@ -30,6 +30,7 @@ from commcentre.crypto import KeyProvider
 from commcentre.db import Database
 from commcentre.delivery.retry import RetryPolicy
 from commcentre.delivery.router import router as deliveries_router
+from commcentre.docs_ui import install_docs
 from commcentre.errors import PROBLEM_CONTENT_TYPE, Problem, install_error_handlers
 from commcentre.health import router as health_router
 from commcentre.idempotency.service import IdempotentRunner
@@ -144,6 +145,9 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # install_docs serves both pages without a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.include_router(messages_router)
@@ -156,6 +160,7 @@ def create_app(
     app.include_router(inbound_router)
     app.include_router(health_router)
     app.include_router(metrics_router)
+    install_docs(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)  # outermost: every line of a request carries its id
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
