@@ -25,6 +25,7 @@ from commcentre.clock import utcnow
 from commcentre.config import Settings
 from commcentre.db import Database
 from commcentre.migrate import upgrade
+from tests.browser import CHROMIUM, chromium_available
 
 PG_ENV = "COMMCENTRE_TEST_DATABASE_URL"
 
@@ -35,6 +36,7 @@ hypothesis.settings.load_profile("commcentre")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _skip_browser_tests_without_chromium(items)
     if os.environ.get(PG_ENV, "").startswith("postgresql"):
         return
     needs_pg = [item for item in items if "postgres" in item.keywords]
@@ -47,6 +49,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     for item in needs_pg:
         item.add_marker(pytest.mark.skip(reason=f"needs PostgreSQL ({PG_ENV})"))
+
+
+def _skip_browser_tests_without_chromium(items: list[pytest.Item]) -> None:
+    """Locally, page tests skip without Chromium; in CI they run, and fail if it is missing
+    (.ci/run installs it)."""
+    if os.environ.get("CI") or chromium_available():
+        return
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=f"needs Chromium ({CHROMIUM})"))
 
 
 def reset_postgres(url: str) -> None:
