@@ -114,6 +114,16 @@ async def existing_messages(
     return set(rows)
 
 
+async def partner_facts(session: WriteSession, partner_id: str) -> tuple[str | None, str] | None:
+    """(country, adapter) of a partner, or None when it does not exist."""
+    row = (
+        await session.execute(
+            select(Partner.country, Partner.adapter).where(Partner.id == partner_id)
+        )
+    ).one_or_none()
+    return None if row is None else (row.country, row.adapter)
+
+
 async def partner_country(session: WriteSession, partner_id: str) -> str | None:
     value: str | None = await session.scalar(
         select(Partner.country).where(Partner.id == partner_id)

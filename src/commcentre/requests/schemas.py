@@ -13,6 +13,7 @@ from pydantic_core import PydanticCustomError
 from commcentre.clock import IsoDatetime
 from commcentre.messages.schemas import (
     Body,
+    Channel,
     Code,
     CountryCode,
     FreeText,
@@ -117,6 +118,13 @@ class RequestCreate(InputModel):
     )
     received_at: IsoDatetime | None = Field(
         None, description="When it arrived (default: now). The time limit runs from here."
+    )
+    channel: Channel | None = Field(
+        None,
+        description=(
+            "The channel it came in on, where replies and notices go (default: europol, "
+            "i.e. SIENA, for DIR_2023_977, Art. 12; sirene otherwise)."
+        ),
     )
     assignee: Assignee | None = None
     subject: FreeText | None = Field(None, description="What is asked; stored encrypted.")
@@ -289,6 +297,7 @@ class RequestSummary(BaseModel):
     urgency: Urgency
     legal_basis: str
     info_access: InfoAccess | None
+    channel: Channel = Field(description="Where replies and notices about it go.")
     time_limit_rule: TimeLimitRule
     immediate: bool = Field(description="Due at once (terrorism or child alert).")
     received_at: datetime

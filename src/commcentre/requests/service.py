@@ -19,9 +19,10 @@ from commcentre.errors import Conflict, UnprocessableContent, validation_problem
 from commcentre.idempotency import repository as idempotency_repository
 from commcentre.ids import new_id
 from commcentre.messages.identifiers import normalize_identifier
-from commcentre.messages.schemas import Channel, MessageIn, MessageType
+from commcentre.messages.schemas import MessageIn, MessageType
 from commcentre.requests import repository, sealing
 from commcentre.requests.automation import escalate_overdue, open_from_inbound
+from commcentre.requests.channels import channel_of_request, default_channel
 from commcentre.requests.deadlines import article_of, eaw_deadlines, time_limit
 from commcentre.requests.repository import RequestFilter
 from commcentre.requests.schemas import (
@@ -121,6 +122,7 @@ async def create_request(
             "urgency": body.urgency.value,
             "legal_basis": body.legal_basis,
             "info_access": body.info_access.value if body.info_access else None,
+            "channel": (body.channel or default_channel(body.legal_basis)).value,
             "time_limit_rule": limit.rule.value,
             "immediate": limit.immediate,
             "received_at": received_at,
@@ -406,7 +408,9 @@ async def reply_message(
     fields = body.model_dump(exclude_none=True, exclude={"delay_reason", "note"})
     fields.update(
         type=MessageType.REPLY.value,
-        channel=Channel.SIRENE.value,
+        # Back the way the request came (Dir. 2023/977 Art. 12: SIENA by default); the
+        # routing rules still apply and may add destinations.
+        channel=channel_of_request(row.channel, row.legal_basis).value,
         recipients=[row.requesting_state],
         case_ref=row.reference,
         legal_basis=body.legal_basis or row.legal_basis,

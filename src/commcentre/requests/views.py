@@ -6,6 +6,7 @@ from typing import Any
 
 from commcentre.crypto import Envelope
 from commcentre.requests import sealing
+from commcentre.requests.channels import channel_of_request
 from commcentre.requests.deadlines import AlertFlag, Form, InfoAccess, TimeLimitRule, Urgency
 from commcentre.requests.schemas import (
     EawOut,
@@ -44,6 +45,7 @@ def summary_of(row: Any, *, now: datetime) -> RequestSummary:
         urgency=Urgency(row.urgency),
         legal_basis=row.legal_basis,
         info_access=InfoAccess(row.info_access) if row.info_access else None,
+        channel=channel_of_request(row.channel, row.legal_basis),
         time_limit_rule=TimeLimitRule(row.time_limit_rule),
         immediate=row.immediate,
         received_at=row.received_at,
