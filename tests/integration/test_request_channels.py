@@ -99,7 +99,9 @@ async def test_a_directive_request_is_answered_over_siena_through_the_routing_ru
     response = await reply(ra, manager, created.json()["id"])
     assert response.status_code == 202, response.text
     message = response.json()["message"]
-    assert sorted(d["partner"] for d in message["deliveries"]) == [ARCHIVE, SPOC]
+    # LU's SPOC by country and channel, the archive by the rule (and any other LU SIENA
+    # partner the module registered).
+    assert {ARCHIVE, SPOC} <= {d["partner"] for d in message["deliveries"]}
     sent = await ra.http.get(f"/v1/messages/{message['id']}", headers=manager.headers | JUSTIFY)
     assert sent.json()["channel"] == "europol"
     assert sent.json()["recipients"] == ["LU"]
@@ -241,3 +243,146 @@ async def test_an_info_access_outside_the_directive_is_refused() -> None:
                 "body": "x",
             }
         )
+
+
+# --- delay notices (Dir. (EU) 2023/977 Art. 5(2)) -----------------------------------------
+
+
+async def notify(ra: RequestsApp, user: ApiUser, request_id: str, **body: Any) -> httpx.Response:
+    return await ra.http.post(
+        f"/v1/requests/{request_id}/delay-notice", json=body, headers=user.headers
+    )
+
+
+def iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+async def test_a_delay_notice_is_sent_to_the_requester_and_recorded(
+    ra: RequestsApp, manager: ApiUser, network: ApiUser, make_user: MakeUser
+) -> None:
+    """Dir. (EU) 2023/977 Art. 5(2): where the requested SPOC cannot keep the time limit it
+    informs the requesting SPOC immediately of the expected delay and the reasons.
+
+    The notice goes to the requester on the request's channel through the routing
+    (type notice), and the request records the reason (sealed) and the expected date,
+    in its history and the audit log (without the reason's text). A reply after the
+    limit then has its reason on record; without a notice the delay shows as
+    unexplained until a reason is given.
+    """
+    reference = unique_ref("LU-LATE")
+    created = await ra.http.post(
+        "/v1/requests",
+        json=directive_request(reference, requesting_state="LU", info_access="direct"),
+        headers=manager.headers,
+    )
+    assert created.status_code == 201, created.text
+    rid = created.json()["id"]
+    assert created.json()["delay_notice"] is None
+
+    ra.clock.advance(hours=2)
+    expected = ra.clock() + timedelta(days=1)
+    reason = "The registry answers only after a prosecutor's authorisation."
+    response = await notify(
+        ra, manager, rid, reason=reason, expected_at=iso(expected), note="called LU"
+    )
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["request"]["delay_notice"] == {
+        "notified_at": iso(ra.clock()),
+        "expected_at": iso(expected),
+    }
+    assert accepted["request"]["status"] == "received"
+    assert {ARCHIVE, SPOC} <= {d["partner"] for d in accepted["message"]["deliveries"]}
+    sent = await ra.http.get(
+        f"/v1/messages/{accepted['message']['id']}", headers=manager.headers | JUSTIFY
+    )
+    assert sent.json()["type"] == "notice"
+    assert sent.json()["channel"] == "europol"
+    assert sent.json()["recipients"] == ["LU"]
+    assert sent.json()["content"]["case_ref"] == reference
+    assert reason in sent.json()["content"]["body"]
+    assert iso(expected) in sent.json()["content"]["body"]
+
+    view = (await ra.http.get(f"/v1/requests/{rid}", headers=manager.headers | JUSTIFY)).json()
+    assert view["delay_reason"] == reason
+    notified = view["history"][-1]
+    assert (notified["event"], notified["reason"], notified["note"]) == (
+        "delay_notified",
+        reason,
+        "called LU",
+    )
+    assert (accepted["message"]["id"], "related") in {
+        (m["message_id"], m["role"]) for m in view["linked_messages"]
+    }
+    auditor = await make_user("audit:read", name="dpo-notices")
+    trail = (
+        await ra.http.get(
+            "/v1/audit", params={"subject_id": rid, "limit": 100}, headers=auditor.headers
+        )
+    ).json()["items"]
+    entry = next(e for e in trail if e["event"] == "request.delay_notified")
+    assert entry["details"]["expected_at"] == iso(expected)
+    assert entry["details"]["past_due"] is False
+    assert all(reason not in str(e) for e in trail)
+
+    # Past the 8 h limit: overdue, but the delay is explained; the late reply needs no
+    # further delay_reason.
+    ra.clock.advance(hours=7)
+    summary = (
+        await ra.http.get(
+            "/v1/requests", params={"limit": 500, "overdue": "true"}, headers=manager.headers
+        )
+    ).json()["items"]
+    mine = next(item for item in summary if item["id"] == rid)
+    assert mine["overdue"]
+    assert not mine["unexplained_delay"]
+    answered = await reply(ra, manager, rid)
+    assert answered.status_code == 202, answered.text
+    assert answered.json()["request"]["answered_late"] is True
+
+    # A notice is for an open request only.
+    assert (
+        await notify(ra, manager, rid, reason=reason, expected_at=iso(expected))
+    ).status_code == 409
+
+
+async def test_a_delay_without_a_notice_is_unexplained_and_notices_are_checked(
+    ra: RequestsApp, manager: ApiUser, network: ApiUser
+) -> None:
+    """Dir. (EU) 2023/977 Art. 5(2) and DOMAIN.md: a delay past a time limit must be
+    recorded with its reason; until it is, the request shows an unexplained delay."""
+    created = await ra.http.post(
+        "/v1/requests",
+        json=directive_request(
+            unique_ref("LU-UNEXPL"), requesting_state="LU", info_access="direct"
+        ),
+        headers=manager.headers,
+    )
+    rid = created.json()["id"]
+    assert created.json()["unexplained_delay"] is False
+    ra.clock.advance(hours=8, seconds=1)
+    listed = await ra.http.get(
+        "/v1/requests", params={"limit": 500, "overdue": "true"}, headers=manager.headers
+    )
+    mine = next(item for item in listed.json()["items"] if item["id"] == rid)
+    assert mine["unexplained_delay"] is True
+
+    past = await notify(ra, manager, rid, reason="Late.", expected_at=iso(ra.clock()))
+    assert past.status_code == 422, past.text
+    no_reason = await notify(ra, manager, rid, expected_at=iso(ra.clock() + timedelta(days=1)))
+    assert no_reason.status_code == 422, no_reason.text
+    missing = await notify(
+        ra, manager, str(uuid.uuid4()), reason="x", expected_at=iso(ra.clock() + timedelta(days=1))
+    )
+    assert missing.status_code == 404, missing.text
+
+    late = await notify(
+        ra,
+        manager,
+        rid,
+        reason="Night shift short-staffed.",
+        expected_at=iso(ra.clock() + timedelta(hours=4)),
+    )
+    assert late.status_code == 202, late.text
+    assert late.json()["request"]["unexplained_delay"] is False

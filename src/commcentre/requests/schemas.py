@@ -256,6 +256,27 @@ class ReplyIn(InputModel):
     note: FreeText | None = None
 
 
+class DelayNoticeIn(InputModel):
+    """Dir. (EU) 2023/977 Art. 5(2): the reply will be late; why, and when it is expected."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "reason": "The vehicle registry needs a prosecutor's authorisation.",
+                    "expected_at": "2026-12-09T12:00:00Z",
+                }
+            ]
+        },
+    )
+
+    reason: FreeText = Field(description="Sent to the requester; stored encrypted.")
+    expected_at: IsoDatetime = Field(description="When the reply is expected; in the future.")
+    language: LanguageCode | None = None
+    note: FreeText | None = Field(None, description="Internal; stored encrypted in the history.")
+
+
 class HistoryEntryOut(BaseModel):
     id: uuid.UUID
     event: str = Field(description="created, transition, escalated, eaw_arrest, ...")
@@ -271,6 +292,11 @@ class LinkedMessageOut(BaseModel):
     message_id: uuid.UUID
     role: LinkRole
     linked_at: datetime
+
+
+class DelayNoticeOut(BaseModel):
+    notified_at: datetime = Field(description="When the last delay notice was sent.")
+    expected_at: datetime = Field(description="The reply date it announced.")
 
 
 class EawOut(BaseModel):
@@ -305,6 +331,13 @@ class RequestSummary(BaseModel):
     status: RequestStatus
     allowed_transitions: list[RequestStatus]
     overdue: bool = Field(description="Open and past due_at (derived from the clock).")
+    unexplained_delay: bool = Field(
+        description=(
+            "Overdue and no delay notice recorded: the delay has no reason on record yet "
+            "(Dir. (EU) 2023/977 Art. 5(2))."
+        )
+    )
+    delay_notice: DelayNoticeOut | None
     escalated: bool = Field(description="An escalation was recorded for it.")
     escalated_at: datetime | None
     assignee: str | None
@@ -333,6 +366,13 @@ class RequestPage(Page[RequestSummary]):
 
 class ReplyAccepted(BaseModel):
     """The reply was accepted for delivery; the request's state after it."""
+
+    message: MessageAccepted
+    request: RequestSummary
+
+
+class NoticeAccepted(BaseModel):
+    """The delay notice was accepted for delivery; the request's state after it."""
 
     message: MessageAccepted
     request: RequestSummary

@@ -364,14 +364,20 @@ async def list_requests(
 
 
 async def reply_was_sent(
-    session: AsyncSession, *, client_id: uuid.UUID, idempotency_key: str | None, now: datetime
+    session: AsyncSession,
+    *,
+    client_id: uuid.UUID,
+    idempotency_key: str | None,
+    now: datetime,
+    operation: str = REPLY_OPERATION,
 ) -> bool:
-    """Whether a reply under this Idempotency-Key was stored: a retry is replayed unchecked."""
+    """Whether a message of `operation` (a reply, a notice) under this Idempotency-Key was
+    stored: a retry is replayed unchecked."""
     if idempotency_key is None:
         return False
     found = await idempotency_repository.find_many(session, [(client_id, idempotency_key)], now=now)
     record = found.get((client_id, idempotency_key))
-    return record is not None and record.operation == REPLY_OPERATION
+    return record is not None and record.operation == operation
 
 
 async def reply_message(
@@ -392,7 +398,8 @@ async def reply_message(
     current = RequestStatus(row.status)
     if not replay and not is_allowed(current, RequestStatus.ANSWERED):
         raise illegal_transition(current, RequestStatus.ANSWERED)
-    if not replay and now > row.due_at and body.delay_reason is None:
+    explained = body.delay_reason is not None or row.delay_notified_at is not None
+    if not replay and now > row.due_at and not explained:
         raise UnprocessableContent(
             "the request is answered after its due_at: a delay_reason is required "
             "(Dir. (EU) 2023/977)",

@@ -9,6 +9,7 @@ from commcentre.requests import sealing
 from commcentre.requests.channels import channel_of_request
 from commcentre.requests.deadlines import AlertFlag, Form, InfoAccess, TimeLimitRule, Urgency
 from commcentre.requests.schemas import (
+    DelayNoticeOut,
     EawOut,
     HistoryEntryOut,
     LinkedMessageOut,
@@ -32,6 +33,12 @@ def summary_of(row: Any, *, now: datetime) -> RequestSummary:
             decided_at=row.decided_at,
             surrender_due_at=row.surrender_due_at,
         )
+    delay_notice = None
+    if row.delay_notified_at is not None:
+        delay_notice = DelayNoticeOut(
+            notified_at=row.delay_notified_at, expected_at=row.delay_expected_at
+        )
+    overdue = is_overdue(status, row.due_at, now)
     return RequestSummary(
         id=row.id,
         reference=row.reference,
@@ -52,7 +59,9 @@ def summary_of(row: Any, *, now: datetime) -> RequestSummary:
         due_at=row.due_at,
         status=status,
         allowed_transitions=list(allowed_from(status)),
-        overdue=is_overdue(status, row.due_at, now),
+        overdue=overdue,
+        unexplained_delay=overdue and delay_notice is None,
+        delay_notice=delay_notice,
         escalated=row.escalated_at is not None,
         escalated_at=row.escalated_at,
         assignee=row.assignee,
