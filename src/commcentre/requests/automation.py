@@ -44,6 +44,7 @@ from commcentre.requests.deadlines import (
     due_at,
     time_limit_rule,
 )
+from commcentre.requests.eaw import escalate_eaw_deadlines
 from commcentre.requests.schemas import LinkRole
 from commcentre.requests.states import OPEN_STATUSES, RequestStatus, is_allowed
 from commcentre.requests.transitions import (
@@ -427,7 +428,9 @@ async def escalate_overdue(
     limit: int = 100,
     vault: MessageVault | None = None,
 ) -> list[uuid.UUID]:
-    """Escalate open requests past due_at, once each; returns the ids escalated now.
+    """Escalate open requests past due_at, once each, and arrest-warrant decisions and
+    surrenders past their deadlines (`eaw.escalate_eaw_deadlines`); returns the ids
+    escalated now.
 
     Each escalation records a history entry and an audit entry, and queues a
     `request.overdue` event to every subscription that lists that event, in the
@@ -442,6 +445,14 @@ async def escalate_overdue(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     now = now.astimezone(UTC)
+    escalated = await _escalate_replies(db, now=now, limit=limit, vault=vault)
+    # The same job escalates arrest-warrant decisions and surrenders past their deadline.
+    return escalated + await escalate_eaw_deadlines(db, now=now, limit=limit, vault=vault)
+
+
+async def _escalate_replies(
+    db: Database, *, now: datetime, limit: int, vault: MessageVault | None
+) -> list[uuid.UUID]:
     open_statuses = [status.value for status in OPEN_STATUSES]
     async with db.write_sessions() as session, session.begin():
         candidates = await repository.overdue_unescalated(

@@ -230,11 +230,18 @@ def _answered(runtime: Runtime, summary: RequestSummary) -> None:
 @router.post(
     "/{request_id}/eaw",
     response_model=RequestSummary,
-    summary="Record a European Arrest Warrant step",
+    summary="Record an arrest-warrant step",
     description=(
-        "One of: `{arrested_at, consent}` (decision due 10 days after the arrest with "
-        "consent, 60 without), `{extension: true}` (+30 days), `{decided_at}` (surrender "
-        "due 10 days after the decision). FD 2002/584 Art. 17 and 23."
+        "One of: `{arrested_at, consent[, consented_at]}` (decision due 10 days after the "
+        "consent, Art. 17(2), else 60 days after the arrest, 17(3)), `{consented_at}` (a "
+        "consent given after the arrest), `{extension: true}` (+30 days, 17(4)), "
+        "`{decided_at}` (surrender due 10 days after the decision, 23(2)), "
+        "`{surrender_new_date, postponement}` (a new date agreed, beyond_control 23(3) or "
+        "humanitarian 23(4): surrender due 10 days after it), `{surrendered_at}`. "
+        "FD 2002/584; for a NAW_2005 request the Nordic Arrest Warrant limits apply "
+        "(decision 3 days after consent, else 30 days after arrest; surrender 5 days). "
+        "Decisions and surrenders past their deadline are escalated like overdue requests "
+        "(events request.eaw_decision_overdue and request.eaw_surrender_overdue)."
     ),
     responses=problem_responses(Forbidden, NotFound, Conflict, UnprocessableContent),
 )

@@ -7,7 +7,6 @@ Services flush and never commit. The automation hooks (`open_from_inbound`,
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,10 +22,10 @@ from commcentre.messages.schemas import MessageIn, MessageType
 from commcentre.requests import repository, sealing
 from commcentre.requests.automation import escalate_overdue, open_from_inbound
 from commcentre.requests.channels import channel_of_request, default_channel
-from commcentre.requests.deadlines import article_of, eaw_deadlines, time_limit
+from commcentre.requests.deadlines import article_of, time_limit
+from commcentre.requests.eaw import record_eaw
 from commcentre.requests.repository import RequestFilter
 from commcentre.requests.schemas import (
-    EawUpdate,
     LinkRole,
     ReplyIn,
     RequestCreate,
@@ -40,7 +39,6 @@ from commcentre.requests.transitions import (
     Change,
     apply_change,
     audit_record,
-    concurrent_change,
     get_row,
     history_row,
     illegal_transition,
@@ -210,96 +208,6 @@ async def transition(
         assignee=body.assignee,
     )
     await apply_change(session, row, change, envelope=envelope, actor=actor, now=now)
-    return summary_of(await get_row(session, request_id), now=now)
-
-
-def _is_about_an_eaw(row: Any) -> bool:
-    return row.form == "A" or row.eaw_ref is not None or row.alert_article == 26
-
-
-async def record_eaw(
-    session: AsyncSession,
-    request_id: uuid.UUID,
-    body: EawUpdate,
-    *,
-    envelope: Envelope,
-    actor: str,
-    now: datetime,
-) -> RequestSummary:
-    """Record an arrest, an extension or the decision, and recompute the EAW deadlines."""
-    row = await get_row(session, request_id)
-    if not _is_about_an_eaw(row):
-        raise Conflict(
-            f"request {request_id} is not about a European Arrest Warrant "
-            "(form A, an eaw_ref or an Art. 26 alert)"
-        )
-    arrested_at, consent = row.arrested_at, row.arrest_consent
-    extended, decided_at = row.decision_extended, row.decided_at
-    if body.arrested_at is not None and body.consent is not None:
-        if arrested_at is not None:
-            raise Conflict("the arrest is already recorded")
-        arrested_at, consent = _check_past("arrested_at", body.arrested_at, now), body.consent
-        event, details = "eaw_arrest", dict[str, object](consent=body.consent)
-    elif body.extension:
-        if arrested_at is None or decided_at is not None or extended:
-            raise Conflict("an extension needs a recorded arrest, no decision and no extension yet")
-        extended, event, details = True, "eaw_extension", dict[str, object]()
-    else:
-        assert body.decided_at is not None  # EawUpdate allows exactly one step
-        if arrested_at is None or decided_at is not None:
-            raise Conflict("a decision needs a recorded arrest and no decision yet")
-        decided_at = _check_past("decided_at", body.decided_at, now)
-        if decided_at < arrested_at:
-            raise UnprocessableContent("decided_at must not be before arrested_at")
-        event, details = "eaw_decision", dict[str, object]()
-    deadlines = eaw_deadlines(
-        arrested_at=arrested_at, consent=bool(consent), extended=extended, decided_at=decided_at
-    )
-    values = {
-        "arrested_at": arrested_at,
-        "arrest_consent": consent,
-        "decision_extended": extended,
-        "decision_due_at": deadlines.decision_due_at,
-        "decided_at": decided_at,
-        "surrender_due_at": deadlines.surrender_due_at,
-        "updated_at": now,
-    }
-    if not await repository.update_if_version(session, row.id, version=row.version, values=values):
-        raise concurrent_change(row.id)
-    await repository.insert_history(
-        session,
-        [
-            history_row(
-                row.id,
-                event=event,
-                actor=actor,
-                now=now,
-                from_status=row.status,
-                to_status=row.status,
-                envelope=envelope,
-                note=body.note,
-            )
-        ],
-    )
-    details.update(
-        decision_due_at=_iso(deadlines.decision_due_at),
-        surrender_due_at=_iso(deadlines.surrender_due_at),
-        note_recorded=body.note is not None,
-    )
-    await append(
-        session,
-        [
-            audit_record(
-                f"request.{event}",
-                actor=actor,
-                request_id=row.id,
-                now=now,
-                action=AuditAction.ALTERATION,
-                details=details,
-            )
-        ],
-        now=now,
-    )
     return summary_of(await get_row(session, request_id), now=now)
 
 

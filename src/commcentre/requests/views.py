@@ -7,7 +7,15 @@ from typing import Any
 from commcentre.crypto import Envelope
 from commcentre.requests import sealing
 from commcentre.requests.channels import channel_of_request
-from commcentre.requests.deadlines import AlertFlag, Form, InfoAccess, TimeLimitRule, Urgency
+from commcentre.requests.deadlines import (
+    AlertFlag,
+    Form,
+    InfoAccess,
+    SurrenderPostponement,
+    TimeLimitRule,
+    Urgency,
+    is_nordic_warrant,
+)
 from commcentre.requests.schemas import (
     DelayNoticeOut,
     EawOut,
@@ -26,12 +34,27 @@ def summary_of(row: Any, *, now: datetime) -> RequestSummary:
     eaw = None
     if row.arrested_at is not None:
         eaw = EawOut(
+            warrant="nordic" if is_nordic_warrant(row.legal_basis) else "european",
             arrested_at=row.arrested_at,
             consent=bool(row.arrest_consent),
+            consented_at=row.consented_at,
             extended=row.decision_extended,
             decision_due_at=row.decision_due_at,
             decided_at=row.decided_at,
+            decision_overdue=row.decided_at is None and now > row.decision_due_at,
+            surrender_agreed_at=row.surrender_agreed_at,
+            postponement=(
+                SurrenderPostponement(row.surrender_postponement)
+                if row.surrender_postponement
+                else None
+            ),
             surrender_due_at=row.surrender_due_at,
+            surrendered_at=row.surrendered_at,
+            surrender_overdue=(
+                row.surrender_due_at is not None
+                and row.surrendered_at is None
+                and now > row.surrender_due_at
+            ),
         )
     delay_notice = None
     if row.delay_notified_at is not None:
