@@ -283,11 +283,20 @@ async def test_a_delay_notice_is_sent_to_the_requester_and_recorded(
     ra.clock.advance(hours=2)
     expected = ra.clock() + timedelta(days=1)
     reason = "The registry answers only after a prosecutor's authorisation."
-    response = await notify(
-        ra, manager, rid, reason=reason, expected_at=iso(expected), note="called LU"
+    notice = {"reason": reason, "expected_at": iso(expected), "note": "called LU"}
+    key = {"Idempotency-Key": f"notice-{rid}"}
+    response = await ra.http.post(
+        f"/v1/requests/{rid}/delay-notice", json=notice, headers=manager.headers | key
     )
     assert response.status_code == 202, response.text
     accepted = response.json()
+    # A retry under the same key is the same notice, recorded once.
+    again = await ra.http.post(
+        f"/v1/requests/{rid}/delay-notice", json=notice, headers=manager.headers | key
+    )
+    assert again.status_code == 202, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["message"]["id"] == accepted["message"]["id"]
     assert accepted["request"]["delay_notice"] == {
         "notified_at": iso(ra.clock()),
         "expected_at": iso(expected),
@@ -306,6 +315,7 @@ async def test_a_delay_notice_is_sent_to_the_requester_and_recorded(
 
     view = (await ra.http.get(f"/v1/requests/{rid}", headers=manager.headers | JUSTIFY)).json()
     assert view["delay_reason"] == reason
+    assert [e["event"] for e in view["history"]].count("delay_notified") == 1
     notified = view["history"][-1]
     assert (notified["event"], notified["reason"], notified["note"]) == (
         "delay_notified",

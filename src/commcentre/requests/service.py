@@ -6,7 +6,7 @@ Services flush and never commit. The automation hooks (`open_from_inbound`,
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +23,7 @@ from commcentre.requests import repository, sealing
 from commcentre.requests.automation import escalate_overdue, open_from_inbound
 from commcentre.requests.channels import channel_of_request, default_channel
 from commcentre.requests.deadlines import article_of, time_limit
-from commcentre.requests.eaw import record_eaw
+from commcentre.requests.eaw import check_past, record_eaw
 from commcentre.requests.repository import RequestFilter
 from commcentre.requests.schemas import (
     LinkRole,
@@ -64,24 +64,13 @@ __all__ = [
 
 CREATE_OPERATION = "POST /v1/requests"
 REPLY_OPERATION = "POST /v1/requests/{id}/reply"
-# How far ahead of our clock a client's received_at / arrested_at may be (clock skew).
-CLOCK_SKEW = timedelta(minutes=5)
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-def _check_past(name: str, value: datetime, now: datetime) -> datetime:
-    if value > now + CLOCK_SKEW:
-        raise UnprocessableContent(f"{name} must not be in the future")
-    if value < EARLIEST:
-        raise UnprocessableContent(f"{name} must not be before 2000-01-01")
-    return value.astimezone(UTC)
 
 
 async def create_request(
     session: AsyncSession, body: RequestCreate, *, envelope: Envelope, actor: str, now: datetime
 ) -> RequestSummary:
     """Store a new request in `received` with its legal deadline."""
-    received_at = _check_past("received_at", body.received_at or now, now)
+    received_at = check_past("received_at", body.received_at or now, now)
     limit = time_limit(
         legal_basis=body.legal_basis,
         form=body.form,
