@@ -228,6 +228,7 @@ def messages(draw: st.DrawFn) -> OutboundMessage:
                 ),
                 "priority": _values(Priority),
                 "urgency_reason": LINES,
+                "info_access": st.sampled_from(["direct", "indirect"]),
                 "source_reliability": _values(SourceReliability),
                 "info_accuracy": st.integers(1, 4),
                 "classification": st.sampled_from(["RESTRICTED", "EU RESTRICTED", "BASIC"]),

@@ -15,6 +15,8 @@ from commcentre.requests.deadlines import (
     Urgency,
     article_of,
     eaw_deadlines,
+    is_nordic_warrant,
+    is_sirene_basis,
     time_limit,
 )
 from commcentre.requests.states import (
@@ -213,6 +215,58 @@ def test_eaw_surrender_is_ten_days_after_the_decision() -> None:
         decided_at=at("2024-02-25T16:00Z"),
     )
     assert got.surrender_due_at == at("2024-03-06T16:00Z")
+
+
+def test_eaw_decision_runs_from_the_consent() -> None:
+    """FD 2002/584 Art. 17(2): the decision is due 10 days after consent is given."""
+    got = eaw_deadlines(
+        arrested_at=at("2026-01-28T10:00Z"),
+        consent=True,
+        consented_at=at("2026-02-03T15:00Z"),
+        extended=False,
+        decided_at=None,
+    )
+    assert got.decision_due_at == at("2026-02-13T15:00Z")
+
+
+def test_eaw_surrender_runs_from_a_new_date_agreed() -> None:
+    """FD 2002/584 Art. 23(3)/(4): surrender within 10 days of the new date agreed."""
+    got = eaw_deadlines(
+        arrested_at=at("2026-01-28T10:00Z"),
+        consent=True,
+        extended=False,
+        decided_at=at("2026-02-05T10:00Z"),
+        surrender_agreed_at=at("2026-02-20T08:00Z"),
+    )
+    assert got.surrender_due_at == at("2026-03-02T08:00Z")
+
+
+@pytest.mark.parametrize(
+    ("consent", "decision", "surrender"),
+    [
+        (True, "2026-01-31T10:00Z", "2026-02-10T12:00Z"),
+        (False, "2026-02-27T10:00Z", "2026-02-10T12:00Z"),
+    ],
+)
+def test_nordic_arrest_warrant_limits(consent: bool, decision: str, surrender: str) -> None:
+    """Nordic Arrest Warrant Convention (2005): decision 3 days after consent, else 30 days
+    after the arrest; surrender 5 days after the final decision."""
+    got = eaw_deadlines(
+        arrested_at=at("2026-01-28T10:00Z"),
+        consent=consent,
+        extended=False,
+        decided_at=at("2026-02-05T12:00Z"),
+        nordic=True,
+    )
+    assert got.decision_due_at == at(decision)
+    assert got.surrender_due_at == at(surrender)
+
+
+def test_nordic_arrest_warrant_requests_have_a_time_limit() -> None:
+    """A NAW travels in a SIS arrest alert: its requests get the SIRENE limit, not an error."""
+    assert is_nordic_warrant("NAW_2005")
+    assert is_sirene_basis("NAW_2005")
+    assert not is_nordic_warrant("FD_2002_584")
 
 
 @given(

@@ -124,6 +124,7 @@ class EnvelopeFields(WireModel):
     priority: str
     urgency_reason: str | None = None
     legal_basis: str
+    info_access: str | None = None
     classification: str | None = None
     language: str | None = None
     offence: str | None = None

@@ -59,6 +59,13 @@ class Channel(StrEnum):
     BILATERAL = "bilateral"
 
 
+class InformationAccess(StrEnum):
+    """Dir. (EU) 2023/977 Art. 5(1): is the requested information directly accessible?"""
+
+    DIRECT = "direct"
+    INDIRECT = "indirect"
+
+
 class Priority(StrEnum):
     URGENT = "urgent"
     HIGH = "high"
@@ -630,6 +637,13 @@ class MessageIn(InputModel):
     priority: Priority = Priority.NORMAL
     urgency_reason: ShortText | None = None
     legal_basis: LegalBasis
+    info_access: InformationAccess | None = Field(
+        default=None,
+        description=(
+            "DIR_2023_977 only: whether the requested information is directly or indirectly "
+            "accessible; with an urgent priority it sets the time limit (8 h or 3 days, Art. 5)."
+        ),
+    )
     handling_codes: Annotated[list[HandlingCode], AfterValidator(_unique)] = Field(
         default_factory=list, max_length=len(HandlingCode)
     )
@@ -646,6 +660,18 @@ class MessageIn(InputModel):
         Field(default_factory=list)
     )
     body: Body | None = Field(default=None, validate_default=True)
+
+    @field_validator("info_access")
+    @classmethod
+    def _info_access_under_the_directive(
+        cls, value: InformationAccess | None, info: ValidationInfo
+    ) -> InformationAccess | None:
+        basis = info.data.get("legal_basis")
+        if value is not None and basis is not None and basis != "DIR_2023_977":
+            raise _error(
+                "info_access_without_directive", "info_access is only for DIR_2023_977 messages"
+            )
+        return value
 
     @field_validator("h3_text")
     @classmethod

@@ -22,6 +22,7 @@ from commcentre.ids import new_id
 from commcentre.messages.identifiers import normalize_identifier
 from commcentre.messages.schemas import (
     Channel,
+    InformationAccess,
     MessageIn,
     MessageType,
     Person,
@@ -30,7 +31,9 @@ from commcentre.messages.schemas import (
 )
 from commcentre.messages.service import MessageVault
 from commcentre.requests import repository, sealing
+from commcentre.requests.channels import channel_of_adapter
 from commcentre.requests.deadlines import (
+    DIRECTIVE_2023_977,
     AlertFlag,
     Form,
     InfoAccess,
@@ -41,6 +44,7 @@ from commcentre.requests.deadlines import (
     due_at,
     time_limit_rule,
 )
+from commcentre.requests.eaw import escalate_eaw_deadlines
 from commcentre.requests.schemas import LinkRole
 from commcentre.requests.states import OPEN_STATUSES, RequestStatus, is_allowed
 from commcentre.requests.transitions import (
@@ -169,13 +173,16 @@ async def apply_inbound(
             now=received_at,
             envelope=envelope,
         )
-    if content.type not in _OPENING_TYPES or content.channel is not Channel.SIRENE:
+    partner = (
+        await repository.partner_facts(session, source_partner_id) if source_partner_id else None
+    )
+    state, adapter = partner if partner is not None else (None, None)
+    # The channel it came in on: what the message says, else what its partner speaks.
+    channel = content.channel or (channel_of_adapter(adapter) if adapter else None)
+    if channel is None or not opens_a_request(content, channel):
         return None
     reference = content.case_ref or content.partner_ref or str(message_id)
     reference_key = normalize_identifier(reference)[:128] or str(message_id)
-    state = (
-        await repository.partner_country(session, source_partner_id) if source_partner_id else None
-    )
     existing = await repository.latest_by_reference(session, reference_key, requesting_state=state)
     if existing is not None and RequestStatus(existing.status) in OPEN_STATUSES:
         if not await repository.link_exists(session, existing.id, message_id):
@@ -188,11 +195,23 @@ async def apply_inbound(
         reference=reference[:128],
         reference_key=reference_key,
         state=state,
+        channel=channel,
         actor=actor,
         received_at=received_at,
         envelope=envelope,
     )
     return InboundEffect(opened)
+
+
+def opens_a_request(content: MessageIn, channel: Channel) -> bool:
+    """A SIRENE request or hit, or a SPOC request under Dir. 2023/977 over SIENA."""
+    if channel is Channel.SIRENE:
+        return content.type in _OPENING_TYPES
+    return (
+        channel is Channel.EUROPOL
+        and content.type is MessageType.REQUEST
+        and content.legal_basis == DIRECTIVE_2023_977
+    )
 
 
 async def _open(
@@ -203,6 +222,7 @@ async def _open(
     reference: str,
     reference_key: str,
     state: str | None,
+    channel: Channel,
     actor: str,
     received_at: datetime,
     envelope: Envelope,
@@ -210,9 +230,9 @@ async def _open(
     form = form_of(content)
     urgency = Urgency.URGENT if content.priority is Priority.URGENT else Urgency.NORMAL
     flags = alert_flags_of(content, received_at)
-    # The partner's message does not say how accessible the data is: assume directly,
-    # the shorter limit.
-    info_access = InfoAccess.DIRECT if urgency is Urgency.URGENT else None
+    # Dir. 2023/977 Art. 5(1): the SPOC request says how accessible the information is;
+    # when an urgent one does not, assume directly, the shorter limit.
+    info_access = _info_access(content.info_access, urgency)
     try:
         rule = time_limit_rule(
             legal_basis=content.legal_basis,
@@ -242,6 +262,7 @@ async def _open(
             "urgency": urgency.value,
             "legal_basis": content.legal_basis,
             "info_access": info_access.value if info_access else None,
+            "channel": channel.value,
             "time_limit_rule": rule.value,
             "immediate": rule is TimeLimitRule.SIRENE_IMMEDIATE,
             "received_at": received_at,
@@ -276,6 +297,7 @@ async def _open(
         "form": form.value,
         "requesting_state": state,
         "legal_basis": content.legal_basis,
+        "channel": channel.value,
         "time_limit_rule": rule.value,
         "immediate": rule is TimeLimitRule.SIRENE_IMMEDIATE,
         "message_id": str(message_id),
@@ -295,6 +317,12 @@ async def _open(
         now=received_at,
     )
     return request_id
+
+
+def _info_access(given: InformationAccess | None, urgency: Urgency) -> InfoAccess | None:
+    if given is not None:
+        return InfoAccess(given.value)
+    return InfoAccess.DIRECT if urgency is Urgency.URGENT else None
 
 
 async def _answer_from_inbound(
@@ -400,7 +428,9 @@ async def escalate_overdue(
     limit: int = 100,
     vault: MessageVault | None = None,
 ) -> list[uuid.UUID]:
-    """Escalate open requests past due_at, once each; returns the ids escalated now.
+    """Escalate open requests past due_at, once each, and arrest-warrant decisions and
+    surrenders past their deadlines (`eaw.escalate_eaw_deadlines`); returns the ids
+    escalated now.
 
     Each escalation records a history entry and an audit entry, and queues a
     `request.overdue` event to every subscription that lists that event, in the
@@ -415,6 +445,14 @@ async def escalate_overdue(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     now = now.astimezone(UTC)
+    escalated = await _escalate_replies(db, now=now, limit=limit, vault=vault)
+    # The same job escalates arrest-warrant decisions and surrenders past their deadline.
+    return escalated + await escalate_eaw_deadlines(db, now=now, limit=limit, vault=vault)
+
+
+async def _escalate_replies(
+    db: Database, *, now: datetime, limit: int, vault: MessageVault | None
+) -> list[uuid.UUID]:
     open_statuses = [status.value for status in OPEN_STATUSES]
     async with db.write_sessions() as session, session.begin():
         candidates = await repository.overdue_unescalated(

@@ -8,8 +8,12 @@ DOMAIN.md's table, in calendar days counted from the moment of receipt in UTC
 - SIRENE J form (data error): 10 days (SIRENE Manual)
 - Dir. (EU) 2023/977 Art. 5: urgent, data directly accessible 8 h; urgent, indirectly
   accessible 3 days; other requests 7 days
-- EAW decision after arrest: 10 days with consent, 60 without, +30 on extension
-  (FD 2002/584 Art. 17); surrender 10 days after the decision (Art. 23)
+- EAW decision: 10 days after consent (FD 2002/584 Art. 17(2)), else 60 days after
+  arrest (17(3)), +30 on extension (17(4)); surrender 10 days after the decision
+  (23(2)), or 10 days after a new date agreed (23(3), 23(4))
+- Nordic Arrest Warrant (Convention of 15 December 2005, in force 2012): decision 3 days
+  after consent, else 30 days after arrest (Art. 15); surrender 5 days after the
+  decision or a new date agreed (Art. 23)
 """
 
 import re
@@ -65,7 +69,8 @@ ALERT_ARTICLES = frozenset({26, 32, 34, 36, 38})
 DIRECTIVE_2023_977 = "DIR_2023_977"
 # SIRENE exchanges: alerts under the SIS police-cooperation regulation, and the EAWs
 # (FD 2002/584) that arrest alerts (Art. 26) carry.
-_SIRENE_BASIS = re.compile(r"^(SIS_2018_1862|FD_2002_584)(_[A-Z0-9_]+)?$")
+# The Nordic Arrest Warrant travels in SIS arrest alerts too.
+_SIRENE_BASIS = re.compile(r"^(SIS_2018_1862|FD_2002_584|NAW_2005)(_[A-Z0-9_]+)?$")
 _ARTICLE_SUFFIX = re.compile(r"_ART([0-9]{2})$")
 
 _LIMITS: dict[TimeLimitRule, timedelta] = {
@@ -81,6 +86,19 @@ EAW_DECISION_WITH_CONSENT = timedelta(days=10)
 EAW_DECISION_WITHOUT_CONSENT = timedelta(days=60)
 EAW_EXTENSION = timedelta(days=30)
 EAW_SURRENDER = timedelta(days=10)
+NORDIC_ARREST_WARRANT = "NAW_2005"
+NAW_DECISION_WITH_CONSENT = timedelta(days=3)
+NAW_DECISION_WITHOUT_CONSENT = timedelta(days=30)
+NAW_SURRENDER = timedelta(days=5)
+
+
+class SurrenderPostponement(StrEnum):
+    """Why a new surrender date was agreed (FD 2002/584 Art. 23)."""
+
+    # 23(3): prevented by circumstances beyond the control of any of the Member States.
+    BEYOND_CONTROL = "beyond_control"
+    # 23(4): serious humanitarian reasons, e.g. a risk to the person's life or health.
+    HUMANITARIAN = "humanitarian"
 
 
 class UnknownTimeLimit(ValueError):
@@ -138,7 +156,7 @@ def time_limit_rule(
         return TimeLimitRule.SIRENE_SUPPLEMENTARY
     raise UnknownTimeLimit(
         "no time limit is known for this legal basis: use DIR_2023_977, "
-        "SIS_2018_1862[_ARTnn] or FD_2002_584"
+        "SIS_2018_1862[_ARTnn], FD_2002_584 or NAW_2005"
     )
 
 
@@ -175,15 +193,42 @@ class EawDeadlines:
     surrender_due_at: datetime | None
 
 
-def eaw_deadlines(
-    *, arrested_at: datetime, consent: bool, extended: bool, decided_at: datetime | None
-) -> EawDeadlines:
-    """FD 2002/584: decision 10 days after arrest with consent, 60 without, +30 on extension;
-    surrender 10 days after the decision."""
-    decision = arrested_at + (
-        EAW_DECISION_WITH_CONSENT if consent else EAW_DECISION_WITHOUT_CONSENT
+def is_nordic_warrant(legal_basis: str) -> bool:
+    """A Nordic Arrest Warrant (`NAW_2005[...]`) rather than a European one."""
+    return legal_basis == NORDIC_ARREST_WARRANT or legal_basis.startswith(
+        NORDIC_ARREST_WARRANT + "_"
     )
+
+
+def eaw_deadlines(
+    *,
+    arrested_at: datetime,
+    consent: bool,
+    extended: bool,
+    decided_at: datetime | None,
+    consented_at: datetime | None = None,
+    surrender_agreed_at: datetime | None = None,
+    nordic: bool = False,
+) -> EawDeadlines:
+    """The decision and surrender deadlines of an arrest warrant.
+
+    European (FD 2002/584): decision 10 days after consent (Art. 17(2); consent given at
+    the arrest unless `consented_at` says later), else 60 days after arrest (17(3)); +30
+    on extension (17(4)); surrender 10 days after the decision (23(2)) or after a new
+    date agreed (23(3), 23(4)). Nordic (`nordic`): 3 days after consent, else 30 days
+    after arrest; surrender 5 days after the decision or the new date.
+    """
+    with_consent, without_consent, surrender_limit = (
+        (NAW_DECISION_WITH_CONSENT, NAW_DECISION_WITHOUT_CONSENT, NAW_SURRENDER)
+        if nordic
+        else (EAW_DECISION_WITH_CONSENT, EAW_DECISION_WITHOUT_CONSENT, EAW_SURRENDER)
+    )
+    if consent:
+        decision = (consented_at or arrested_at) + with_consent
+    else:
+        decision = arrested_at + without_consent
     if extended:
         decision += EAW_EXTENSION
-    surrender = decided_at + EAW_SURRENDER if decided_at is not None else None
+    surrender_from = surrender_agreed_at or decided_at
+    surrender = surrender_from + surrender_limit if surrender_from is not None else None
     return EawDeadlines(decision_due_at=decision, surrender_due_at=surrender)

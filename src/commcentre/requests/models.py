@@ -42,6 +42,8 @@ class SupplementaryRequest(Base):
     urgency: Mapped[str] = mapped_column(String(8))
     legal_basis: Mapped[str] = mapped_column(String(64))
     info_access: Mapped[str | None] = mapped_column(String(8))
+    # Where replies and notices about the request go (the channel it came in on).
+    channel: Mapped[str | None] = mapped_column(String(16))
     time_limit_rule: Mapped[str] = mapped_column(String(32))
     immediate: Mapped[bool] = mapped_column(Boolean)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -52,13 +54,23 @@ class SupplementaryRequest(Base):
     answered_late: Mapped[bool] = mapped_column(Boolean)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Dir. (EU) 2023/977 Art. 5(2): the requester was told of a delay (reason sealed).
+    delay_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delay_expected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # European Arrest Warrant follow-up (FD 2002/584 Art. 17 and 23).
     arrested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     arrest_consent: Mapped[bool | None] = mapped_column(Boolean)
+    consented_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decision_extended: Mapped[bool] = mapped_column(Boolean)
     decision_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     surrender_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # FD 2002/584 Art. 23(3)/(4): a new surrender date agreed, and why.
+    surrender_agreed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    surrender_postponement: Mapped[str | None] = mapped_column(String(24))
+    surrendered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision_escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    surrender_escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Optimistic concurrency: every transition is UPDATE ... WHERE version = :read_version.
     version: Mapped[int] = mapped_column(Integer)
     created_by: Mapped[str] = mapped_column(String(128))

@@ -14,6 +14,7 @@ from sqlalchemy import Table, and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.db import WriteSession
+from commcentre.delivery.models import Delivery
 from commcentre.messages.models import Message
 from commcentre.partners.models import Partner
 from commcentre.requests.models import (
@@ -112,6 +113,16 @@ async def existing_messages(
         select(Message.id).where(Message.id.in_(list(message_ids)), Message.purge_after > now)
     )
     return set(rows)
+
+
+async def partner_facts(session: WriteSession, partner_id: str) -> tuple[str | None, str] | None:
+    """(country, adapter) of a partner, or None when it does not exist."""
+    row = (
+        await session.execute(
+            select(Partner.country, Partner.adapter).where(Partner.id == partner_id)
+        )
+    ).one_or_none()
+    return None if row is None else (row.country, row.adapter)
 
 
 async def partner_country(session: WriteSession, partner_id: str) -> str | None:
@@ -216,3 +227,57 @@ async def claim_escalations(
         .returning(_requests.c.id, _requests.c.status)
     )
     return sorted((row.id, row.status) for row in result.all())
+
+
+# Arrest-warrant deadlines: (due column, done column, escalation stamp) per deadline.
+_WARRANT_DEADLINES = {
+    "decision": ("decision_due_at", "decided_at", "decision_escalated_at"),
+    "surrender": ("surrender_due_at", "surrendered_at", "surrender_escalated_at"),
+}
+
+
+async def overdue_warrant_steps(
+    session: AsyncSession, *, deadline: str, now: datetime, limit: int
+) -> list[uuid.UUID]:
+    """Requests whose warrant `deadline` (decision or surrender) passed unmet, unescalated."""
+    due, done, stamp = (_requests.c[name] for name in _WARRANT_DEADLINES[deadline])
+    query = (
+        select(_requests.c.id)
+        .where(due.is_not(None), due < now, done.is_(None), stamp.is_(None))
+        .order_by(due, _requests.c.id)
+        .limit(limit)
+    )
+    return list(await session.scalars(query))
+
+
+async def claim_warrant_escalations(
+    session: AsyncSession, request_ids: Sequence[uuid.UUID], *, deadline: str, now: datetime
+) -> list[uuid.UUID]:
+    """Stamp the escalation of `deadline` on those still unmet and unescalated; the claimed."""
+    if not request_ids:
+        return []
+    due, done, stamp = (_requests.c[name] for name in _WARRANT_DEADLINES[deadline])
+    result = await session.execute(
+        update(_requests)
+        .where(
+            _requests.c.id.in_(list(request_ids)),
+            due < now,
+            done.is_(None),
+            stamp.is_(None),
+        )
+        .values({stamp.name: now})
+        .returning(_requests.c.id)
+    )
+    return sorted(row.id for row in result.all())
+
+
+async def subscriptions_told(
+    session: AsyncSession, request_id: uuid.UUID, event: str
+) -> set[uuid.UUID]:
+    """Subscriptions that already have a delivery of `event` about this request."""
+    rows = await session.scalars(
+        select(Delivery.subscription_id).where(
+            Delivery.request_id == request_id, Delivery.event == event
+        )
+    )
+    return {row for row in rows if row is not None}

@@ -1,6 +1,7 @@
 """HTTP routes of supplementary-information requests (scope requests:manage)."""
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from commcentre.auth.deps import Principal, require
 from commcentre.auth.scopes import Scope
 from commcentre.clock import IsoDatetime
-from commcentre.db import ReadSessionDep, SessionDep
+from commcentre.db import ReadSessionDep, SessionDep, WriteSession
 from commcentre.delivery import service as deliveries
 from commcentre.delivery.schemas import RequestDeliveries
 from commcentre.errors import (
@@ -25,14 +26,16 @@ from commcentre.errors import (
 )
 from commcentre.idempotency.headers import IdempotencyKeyHeader, fingerprint
 from commcentre.messages.router import JustificationHeader
-from commcentre.messages.schemas import normalize_country
+from commcentre.messages.schemas import MessageIn, normalize_country
 from commcentre.messages.service import prepare_outbound
 from commcentre.pagination import CursorQuery, LimitQuery, decode_cursor, encode_cursor
-from commcentre.requests import service
+from commcentre.requests import notices, service
 from commcentre.requests.deadlines import Form
 from commcentre.requests.repository import RequestFilter
 from commcentre.requests.schemas import (
+    DelayNoticeIn,
     EawUpdate,
+    NoticeAccepted,
     ReplyAccepted,
     ReplyIn,
     RequestCreate,
@@ -227,11 +230,18 @@ def _answered(runtime: Runtime, summary: RequestSummary) -> None:
 @router.post(
     "/{request_id}/eaw",
     response_model=RequestSummary,
-    summary="Record a European Arrest Warrant step",
+    summary="Record an arrest-warrant step",
     description=(
-        "One of: `{arrested_at, consent}` (decision due 10 days after the arrest with "
-        "consent, 60 without), `{extension: true}` (+30 days), `{decided_at}` (surrender "
-        "due 10 days after the decision). FD 2002/584 Art. 17 and 23."
+        "One of: `{arrested_at, consent[, consented_at]}` (decision due 10 days after the "
+        "consent, Art. 17(2), else 60 days after the arrest, 17(3)), `{consented_at}` (a "
+        "consent given after the arrest), `{extension: true}` (+30 days, 17(4)), "
+        "`{decided_at}` (surrender due 10 days after the decision, 23(2)), "
+        "`{surrender_new_date, postponement}` (a new date agreed, beyond_control 23(3) or "
+        "humanitarian 23(4): surrender due 10 days after it), `{surrendered_at}`. "
+        "FD 2002/584; for a NAW_2005 request the Nordic Arrest Warrant limits apply "
+        "(decision 3 days after consent, else 30 days after arrest; surrender 5 days). "
+        "Decisions and surrenders past their deadline are escalated like overdue requests "
+        "(events request.eaw_decision_overdue and request.eaw_surrender_overdue)."
     ),
     responses=problem_responses(Forbidden, NotFound, Conflict, UnprocessableContent),
 )
@@ -260,10 +270,12 @@ async def record_eaw(
     response_model=ReplyAccepted,
     summary="Answer a request with an outbound message",
     description=(
-        "Builds a reply message (type reply, channel sirene, recipients the requesting "
-        "state, case_ref the request's reference), submits it like POST /v1/messages, links "
-        "it to the request and moves the request to answered. A late answer needs a "
-        "`delay_reason`; nothing is sent without one."
+        "Builds a reply message (type reply, on the request's `channel`: the one it came in "
+        "on, else SIENA (`europol`) for DIR_2023_977 and `sirene` otherwise; recipients the "
+        "requesting state; case_ref the request's reference), routes and submits it like "
+        "POST /v1/messages (routing rules may add destinations), links it to the request and "
+        "moves the request to answered. A late answer needs a `delay_reason` unless a delay "
+        "notice was sent; nothing is sent without one."
     ),
     responses=problem_responses(
         Forbidden, NotFound, Conflict, UnprocessableContent, ServiceUnavailable
@@ -279,13 +291,103 @@ async def reply_to_request(
     now = runtime.clock()
     async with runtime.db.read_sessions() as session:
         replay = await service.reply_was_sent(
-            session, client_id=principal.client_id, idempotency_key=idempotency_key, now=now
+            session,
+            client_id=principal.client_id,
+            idempotency_key=idempotency_key,
+            operation=service.REPLY_OPERATION,
+            now=now,
         )
         message = await service.reply_message(session, request_id, body, now=now, replay=replay)
+    return await _send_for_request(
+        runtime,
+        principal,
+        request_id,
+        message,
+        what="reply",
+        operation=service.REPLY_OPERATION,
+        body_bytes=body.model_dump_json().encode(),
+        hook=lambda message_id: service.answering_hook(
+            request_id, message_id, body, envelope=runtime.vault.envelope, actor=principal.actor
+        ),
+        idempotency_key=idempotency_key,
+        answers=True,
+        now=now,
+    )
+
+
+@router.post(
+    "/{request_id}/delay-notice",
+    status_code=202,
+    response_model=NoticeAccepted,
+    summary="Tell the requester that the reply will be late",
+    description=(
+        "Dir. (EU) 2023/977 Art. 5(2): sends a message of type `notice` (on the request's "
+        "channel, to the requesting state, routed like POST /v1/messages) giving the `reason` "
+        "and the `expected_at` reply date, and records both on the request (`delay_notice`, "
+        "`delay_reason`, a `delay_notified` history entry, audited). Only for an open request "
+        "(409 otherwise); may be sent again with a new date. A late answer after a notice "
+        "needs no further `delay_reason`."
+    ),
+    responses=problem_responses(
+        Forbidden, NotFound, Conflict, UnprocessableContent, ServiceUnavailable
+    ),
+)
+async def send_delay_notice(
+    request_id: uuid.UUID,
+    body: DelayNoticeIn,
+    principal: RequestManager,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    now = runtime.clock()
+    async with runtime.db.read_sessions() as session:
+        replay = await service.reply_was_sent(
+            session,
+            client_id=principal.client_id,
+            idempotency_key=idempotency_key,
+            operation=notices.DELAY_NOTICE_OPERATION,
+            now=now,
+        )
+        message = await notices.delay_notice_message(
+            session, request_id, body, now=now, replay=replay
+        )
+    return await _send_for_request(
+        runtime,
+        principal,
+        request_id,
+        message,
+        what="delay notice",
+        operation=notices.DELAY_NOTICE_OPERATION,
+        body_bytes=body.model_dump_json().encode(),
+        hook=lambda message_id: notices.delay_notice_hook(
+            request_id, message_id, body, envelope=runtime.vault.envelope, actor=principal.actor
+        ),
+        idempotency_key=idempotency_key,
+        answers=False,
+        now=now,
+    )
+
+
+async def _send_for_request(
+    runtime: Runtime,
+    principal: Principal,
+    request_id: uuid.UUID,
+    message: MessageIn,
+    *,
+    what: str,
+    operation: str,
+    body_bytes: bytes,
+    hook: Callable[[uuid.UUID], Callable[[WriteSession, datetime], Awaitable[None]]],
+    idempotency_key: str | None,
+    answers: bool,
+    now: datetime,
+) -> JSONResponse:
+    """Route and submit a message about a request; `hook` records it on the request in the
+    transaction that stores the message, so both commit together or not at all."""
     try:
         decision = (await runtime.routing.snapshot()).route(message)
     except UnroutableMessage as exc:
-        raise UnprocessableContent(f"the reply routes nowhere: {exc.reason}") from None
+        raise UnprocessableContent(f"the {what} routes nowhere: {exc.reason}") from None
     pending = prepare_outbound(
         message,
         principal=principal,
@@ -295,23 +397,14 @@ async def reply_to_request(
         now=now,
     )
     # Its own operation: the same key on POST /v1/messages is another request.
-    pending.operation = service.REPLY_OPERATION
-    pending.fingerprint = fingerprint(
-        service.REPLY_OPERATION, request_id.bytes + body.model_dump_json().encode()
-    )
-    # The reply and the request's move to answered commit in one transaction.
-    pending.after_insert = service.answering_hook(
-        request_id,
-        pending.message_row["id"],
-        body,
-        envelope=runtime.vault.envelope,
-        actor=principal.actor,
-    )
+    pending.operation = operation
+    pending.fingerprint = fingerprint(operation, request_id.bytes + body_bytes)
+    pending.after_insert = hook(pending.message_row["id"])
     outcome = await runtime.ingest.submit(pending)
     message_id = uuid.UUID(str(outcome.body["id"]))
     async with runtime.db.read_sessions() as session:
         summary = await service.request_summary(session, request_id, now=runtime.clock())
-    if not outcome.replayed:
+    if answers and not outcome.replayed:
         _answered(runtime, summary)
     content = {"message": outcome.body, "request": summary.model_dump(mode="json")}
     headers = {"Location": f"/v1/messages/{message_id}"}

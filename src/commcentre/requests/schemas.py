@@ -13,6 +13,7 @@ from pydantic_core import PydanticCustomError
 from commcentre.clock import IsoDatetime
 from commcentre.messages.schemas import (
     Body,
+    Channel,
     Code,
     CountryCode,
     FreeText,
@@ -35,6 +36,7 @@ from commcentre.requests.deadlines import (
     AlertFlag,
     Form,
     InfoAccess,
+    SurrenderPostponement,
     TimeLimitRule,
     UnknownTimeLimit,
     Urgency,
@@ -118,6 +120,13 @@ class RequestCreate(InputModel):
     received_at: IsoDatetime | None = Field(
         None, description="When it arrived (default: now). The time limit runs from here."
     )
+    channel: Channel | None = Field(
+        None,
+        description=(
+            "The channel it came in on, where replies and notices go (default: europol, "
+            "i.e. SIENA, for DIR_2023_977, Art. 12; sirene otherwise)."
+        ),
+    )
     assignee: Assignee | None = None
     subject: FreeText | None = Field(None, description="What is asked; stored encrypted.")
     note: FreeText | None = Field(None, description="Stored encrypted in the history.")
@@ -178,23 +187,48 @@ class TransitionIn(InputModel):
 
 
 class EawUpdate(InputModel):
-    """One EAW step: the arrest (with or without consent), an extension, or the decision."""
+    """One arrest-warrant step: the arrest (with or without consent), a later consent, an
+    extension, the decision, a new surrender date agreed, or the surrender."""
 
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
             "examples": [
                 {"arrested_at": "2026-11-28T06:40:00Z", "consent": False},
+                {"consented_at": "2026-12-02T09:00:00Z"},
                 {"extension": True, "note": "Court granted 30 more days."},
                 {"decided_at": "2026-12-20T12:00:00Z"},
+                {"surrender_new_date": "2026-12-28T08:00:00Z", "postponement": "beyond_control"},
+                {"surrendered_at": "2026-12-28T09:30:00Z"},
             ]
         },
     )
 
     arrested_at: IsoDatetime | None = None
     consent: bool | None = None
+    consented_at: IsoDatetime | None = Field(
+        None,
+        description=(
+            "When the person consented to surrender: the decision is then due 10 days later "
+            "(FD 2002/584 Art. 17(2); 3 days for NAW_2005). With the arrest (default: "
+            "arrested_at when consent is true) or alone, when consent comes later."
+        ),
+    )
     extension: Literal[True] | None = None
     decided_at: IsoDatetime | None = None
+    surrender_new_date: IsoDatetime | None = Field(
+        None,
+        description=(
+            "A new surrender date agreed with the issuing authority (FD 2002/584 Art. 23(3) "
+            "or (4)): surrender is then due 10 days after it (5 for NAW_2005)."
+        ),
+    )
+    postponement: SurrenderPostponement | None = Field(
+        None, description="With surrender_new_date: beyond_control (23(3)) or humanitarian (23(4))."
+    )
+    surrendered_at: IsoDatetime | None = Field(
+        None, description="The person was surrendered: the surrender deadline is met."
+    )
     note: FreeText | None = None
 
     @model_validator(mode="after")
@@ -203,10 +237,27 @@ class EawUpdate(InputModel):
             raise PydanticCustomError(
                 "eaw_arrest", "an arrest is recorded with both arrested_at and consent"
             )
-        steps = (self.arrested_at, self.extension, self.decided_at)
+        if self.consent is False and self.consented_at is not None:
+            raise PydanticCustomError("eaw_consent", "consented_at needs consent: true")
+        if (self.surrender_new_date is None) != (self.postponement is None):
+            raise PydanticCustomError(
+                "eaw_postponement",
+                "a new surrender date is recorded with both surrender_new_date and postponement",
+            )
+        later_consent = self.consented_at if self.arrested_at is None else None
+        steps = (
+            self.arrested_at,
+            later_consent,
+            self.extension,
+            self.decided_at,
+            self.surrender_new_date,
+            self.surrendered_at,
+        )
         if sum(step is not None for step in steps) != 1:
             raise PydanticCustomError(
-                "eaw_step", "give exactly one of: arrested_at with consent, extension, decided_at"
+                "eaw_step",
+                "give exactly one of: arrested_at with consent, consented_at, extension, "
+                "decided_at, surrender_new_date with postponement, surrendered_at",
             )
         return self
 
@@ -248,6 +299,27 @@ class ReplyIn(InputModel):
     note: FreeText | None = None
 
 
+class DelayNoticeIn(InputModel):
+    """Dir. (EU) 2023/977 Art. 5(2): the reply will be late; why, and when it is expected."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "reason": "The vehicle registry needs a prosecutor's authorisation.",
+                    "expected_at": "2026-12-09T12:00:00Z",
+                }
+            ]
+        },
+    )
+
+    reason: FreeText = Field(description="Sent to the requester; stored encrypted.")
+    expected_at: IsoDatetime = Field(description="When the reply is expected; in the future.")
+    language: LanguageCode | None = None
+    note: FreeText | None = Field(None, description="Internal; stored encrypted in the history.")
+
+
 class HistoryEntryOut(BaseModel):
     id: uuid.UUID
     event: str = Field(description="created, transition, escalated, eaw_arrest, ...")
@@ -265,13 +337,32 @@ class LinkedMessageOut(BaseModel):
     linked_at: datetime
 
 
+class DelayNoticeOut(BaseModel):
+    notified_at: datetime = Field(description="When the last delay notice was sent.")
+    expected_at: datetime = Field(description="The reply date it announced.")
+
+
 class EawOut(BaseModel):
+    warrant: Literal["european", "nordic"] = Field(
+        description="european (FD 2002/584) or nordic (NAW_2005): which limits apply."
+    )
     arrested_at: datetime
     consent: bool
+    consented_at: datetime | None
     extended: bool
     decision_due_at: datetime
     decided_at: datetime | None
+    decision_overdue: bool = Field(description="No decision and past decision_due_at.")
+    surrender_agreed_at: datetime | None = Field(description="A new surrender date agreed.")
+    postponement: SurrenderPostponement | None
     surrender_due_at: datetime | None
+    surrendered_at: datetime | None
+    surrender_overdue: bool = Field(
+        description=(
+            "Decided, not surrendered and past surrender_due_at: a person still in custody "
+            "is to be released (FD 2002/584 Art. 23(5))."
+        )
+    )
 
 
 class RequestSummary(BaseModel):
@@ -289,6 +380,7 @@ class RequestSummary(BaseModel):
     urgency: Urgency
     legal_basis: str
     info_access: InfoAccess | None
+    channel: Channel = Field(description="Where replies and notices about it go.")
     time_limit_rule: TimeLimitRule
     immediate: bool = Field(description="Due at once (terrorism or child alert).")
     received_at: datetime
@@ -296,6 +388,13 @@ class RequestSummary(BaseModel):
     status: RequestStatus
     allowed_transitions: list[RequestStatus]
     overdue: bool = Field(description="Open and past due_at (derived from the clock).")
+    unexplained_delay: bool = Field(
+        description=(
+            "Overdue and no delay notice recorded: the delay has no reason on record yet "
+            "(Dir. (EU) 2023/977 Art. 5(2))."
+        )
+    )
+    delay_notice: DelayNoticeOut | None
     escalated: bool = Field(description="An escalation was recorded for it.")
     escalated_at: datetime | None
     assignee: str | None
@@ -324,6 +423,13 @@ class RequestPage(Page[RequestSummary]):
 
 class ReplyAccepted(BaseModel):
     """The reply was accepted for delivery; the request's state after it."""
+
+    message: MessageAccepted
+    request: RequestSummary
+
+
+class NoticeAccepted(BaseModel):
+    """The delay notice was accepted for delivery; the request's state after it."""
 
     message: MessageAccepted
     request: RequestSummary

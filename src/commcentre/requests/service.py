@@ -6,8 +6,7 @@ Services flush and never commit. The automation hooks (`open_from_inbound`,
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,13 +18,14 @@ from commcentre.errors import Conflict, UnprocessableContent, validation_problem
 from commcentre.idempotency import repository as idempotency_repository
 from commcentre.ids import new_id
 from commcentre.messages.identifiers import normalize_identifier
-from commcentre.messages.schemas import Channel, MessageIn, MessageType
+from commcentre.messages.schemas import MessageIn, MessageType
 from commcentre.requests import repository, sealing
 from commcentre.requests.automation import escalate_overdue, open_from_inbound
-from commcentre.requests.deadlines import article_of, eaw_deadlines, time_limit
+from commcentre.requests.channels import channel_of_request, default_channel
+from commcentre.requests.deadlines import article_of, time_limit
+from commcentre.requests.eaw import check_past, record_eaw
 from commcentre.requests.repository import RequestFilter
 from commcentre.requests.schemas import (
-    EawUpdate,
     LinkRole,
     ReplyIn,
     RequestCreate,
@@ -39,7 +39,6 @@ from commcentre.requests.transitions import (
     Change,
     apply_change,
     audit_record,
-    concurrent_change,
     get_row,
     history_row,
     illegal_transition,
@@ -65,24 +64,13 @@ __all__ = [
 
 CREATE_OPERATION = "POST /v1/requests"
 REPLY_OPERATION = "POST /v1/requests/{id}/reply"
-# How far ahead of our clock a client's received_at / arrested_at may be (clock skew).
-CLOCK_SKEW = timedelta(minutes=5)
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-def _check_past(name: str, value: datetime, now: datetime) -> datetime:
-    if value > now + CLOCK_SKEW:
-        raise UnprocessableContent(f"{name} must not be in the future")
-    if value < EARLIEST:
-        raise UnprocessableContent(f"{name} must not be before 2000-01-01")
-    return value.astimezone(UTC)
 
 
 async def create_request(
     session: AsyncSession, body: RequestCreate, *, envelope: Envelope, actor: str, now: datetime
 ) -> RequestSummary:
     """Store a new request in `received` with its legal deadline."""
-    received_at = _check_past("received_at", body.received_at or now, now)
+    received_at = check_past("received_at", body.received_at or now, now)
     limit = time_limit(
         legal_basis=body.legal_basis,
         form=body.form,
@@ -121,6 +109,7 @@ async def create_request(
             "urgency": body.urgency.value,
             "legal_basis": body.legal_basis,
             "info_access": body.info_access.value if body.info_access else None,
+            "channel": (body.channel or default_channel(body.legal_basis)).value,
             "time_limit_rule": limit.rule.value,
             "immediate": limit.immediate,
             "received_at": received_at,
@@ -211,96 +200,6 @@ async def transition(
     return summary_of(await get_row(session, request_id), now=now)
 
 
-def _is_about_an_eaw(row: Any) -> bool:
-    return row.form == "A" or row.eaw_ref is not None or row.alert_article == 26
-
-
-async def record_eaw(
-    session: AsyncSession,
-    request_id: uuid.UUID,
-    body: EawUpdate,
-    *,
-    envelope: Envelope,
-    actor: str,
-    now: datetime,
-) -> RequestSummary:
-    """Record an arrest, an extension or the decision, and recompute the EAW deadlines."""
-    row = await get_row(session, request_id)
-    if not _is_about_an_eaw(row):
-        raise Conflict(
-            f"request {request_id} is not about a European Arrest Warrant "
-            "(form A, an eaw_ref or an Art. 26 alert)"
-        )
-    arrested_at, consent = row.arrested_at, row.arrest_consent
-    extended, decided_at = row.decision_extended, row.decided_at
-    if body.arrested_at is not None and body.consent is not None:
-        if arrested_at is not None:
-            raise Conflict("the arrest is already recorded")
-        arrested_at, consent = _check_past("arrested_at", body.arrested_at, now), body.consent
-        event, details = "eaw_arrest", dict[str, object](consent=body.consent)
-    elif body.extension:
-        if arrested_at is None or decided_at is not None or extended:
-            raise Conflict("an extension needs a recorded arrest, no decision and no extension yet")
-        extended, event, details = True, "eaw_extension", dict[str, object]()
-    else:
-        assert body.decided_at is not None  # EawUpdate allows exactly one step
-        if arrested_at is None or decided_at is not None:
-            raise Conflict("a decision needs a recorded arrest and no decision yet")
-        decided_at = _check_past("decided_at", body.decided_at, now)
-        if decided_at < arrested_at:
-            raise UnprocessableContent("decided_at must not be before arrested_at")
-        event, details = "eaw_decision", dict[str, object]()
-    deadlines = eaw_deadlines(
-        arrested_at=arrested_at, consent=bool(consent), extended=extended, decided_at=decided_at
-    )
-    values = {
-        "arrested_at": arrested_at,
-        "arrest_consent": consent,
-        "decision_extended": extended,
-        "decision_due_at": deadlines.decision_due_at,
-        "decided_at": decided_at,
-        "surrender_due_at": deadlines.surrender_due_at,
-        "updated_at": now,
-    }
-    if not await repository.update_if_version(session, row.id, version=row.version, values=values):
-        raise concurrent_change(row.id)
-    await repository.insert_history(
-        session,
-        [
-            history_row(
-                row.id,
-                event=event,
-                actor=actor,
-                now=now,
-                from_status=row.status,
-                to_status=row.status,
-                envelope=envelope,
-                note=body.note,
-            )
-        ],
-    )
-    details.update(
-        decision_due_at=_iso(deadlines.decision_due_at),
-        surrender_due_at=_iso(deadlines.surrender_due_at),
-        note_recorded=body.note is not None,
-    )
-    await append(
-        session,
-        [
-            audit_record(
-                f"request.{event}",
-                actor=actor,
-                request_id=row.id,
-                now=now,
-                action=AuditAction.ALTERATION,
-                details=details,
-            )
-        ],
-        now=now,
-    )
-    return summary_of(await get_row(session, request_id), now=now)
-
-
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
@@ -362,14 +261,20 @@ async def list_requests(
 
 
 async def reply_was_sent(
-    session: AsyncSession, *, client_id: uuid.UUID, idempotency_key: str | None, now: datetime
+    session: AsyncSession,
+    *,
+    client_id: uuid.UUID,
+    idempotency_key: str | None,
+    now: datetime,
+    operation: str = REPLY_OPERATION,
 ) -> bool:
-    """Whether a reply under this Idempotency-Key was stored: a retry is replayed unchecked."""
+    """Whether a message of `operation` (a reply, a notice) under this Idempotency-Key was
+    stored: a retry is replayed unchecked."""
     if idempotency_key is None:
         return False
     found = await idempotency_repository.find_many(session, [(client_id, idempotency_key)], now=now)
     record = found.get((client_id, idempotency_key))
-    return record is not None and record.operation == REPLY_OPERATION
+    return record is not None and record.operation == operation
 
 
 async def reply_message(
@@ -390,7 +295,8 @@ async def reply_message(
     current = RequestStatus(row.status)
     if not replay and not is_allowed(current, RequestStatus.ANSWERED):
         raise illegal_transition(current, RequestStatus.ANSWERED)
-    if not replay and now > row.due_at and body.delay_reason is None:
+    explained = body.delay_reason is not None or row.delay_notified_at is not None
+    if not replay and now > row.due_at and not explained:
         raise UnprocessableContent(
             "the request is answered after its due_at: a delay_reason is required "
             "(Dir. (EU) 2023/977)",
@@ -406,7 +312,9 @@ async def reply_message(
     fields = body.model_dump(exclude_none=True, exclude={"delay_reason", "note"})
     fields.update(
         type=MessageType.REPLY.value,
-        channel=Channel.SIRENE.value,
+        # Back the way the request came (Dir. 2023/977 Art. 12: SIENA by default); the
+        # routing rules still apply and may add destinations.
+        channel=channel_of_request(row.channel, row.legal_basis).value,
         recipients=[row.requesting_state],
         case_ref=row.reference,
         legal_basis=body.legal_basis or row.legal_basis,

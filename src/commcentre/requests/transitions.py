@@ -126,14 +126,20 @@ async def apply_change(
         values["assignee"] = change.assignee or actor
     elif target is RequestStatus.ANSWERED:
         late = now > row.due_at
-        if late and change.delay_reason is None and change.require_delay_reason:
+        # A delay notice already put the reason on record (Dir. 2023/977 Art. 5(2)).
+        explained = change.delay_reason is not None or row.delay_notified_at is not None
+        if late and not explained and change.require_delay_reason:
             raise UnprocessableContent(
                 "the request is answered after its due_at: a delay_reason is required "
                 "(Dir. (EU) 2023/977)",
                 extra={"due_at": row.due_at.isoformat().replace("+00:00", "Z")},
             )
         values.update(answered_at=now, answered_late=late)
-        details.update(late=late, delay_reason_recorded=change.delay_reason is not None)
+        details.update(
+            late=late,
+            delay_reason_recorded=change.delay_reason is not None,
+            delay_notified=row.delay_notified_at is not None,
+        )
         if change.delay_reason is not None:
             text_changes["delay_reason"] = change.delay_reason
     elif target is RequestStatus.CLOSED:

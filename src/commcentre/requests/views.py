@@ -6,8 +6,18 @@ from typing import Any
 
 from commcentre.crypto import Envelope
 from commcentre.requests import sealing
-from commcentre.requests.deadlines import AlertFlag, Form, InfoAccess, TimeLimitRule, Urgency
+from commcentre.requests.channels import channel_of_request
+from commcentre.requests.deadlines import (
+    AlertFlag,
+    Form,
+    InfoAccess,
+    SurrenderPostponement,
+    TimeLimitRule,
+    Urgency,
+    is_nordic_warrant,
+)
 from commcentre.requests.schemas import (
+    DelayNoticeOut,
     EawOut,
     HistoryEntryOut,
     LinkedMessageOut,
@@ -24,13 +34,34 @@ def summary_of(row: Any, *, now: datetime) -> RequestSummary:
     eaw = None
     if row.arrested_at is not None:
         eaw = EawOut(
+            warrant="nordic" if is_nordic_warrant(row.legal_basis) else "european",
             arrested_at=row.arrested_at,
             consent=bool(row.arrest_consent),
+            consented_at=row.consented_at,
             extended=row.decision_extended,
             decision_due_at=row.decision_due_at,
             decided_at=row.decided_at,
+            decision_overdue=row.decided_at is None and now > row.decision_due_at,
+            surrender_agreed_at=row.surrender_agreed_at,
+            postponement=(
+                SurrenderPostponement(row.surrender_postponement)
+                if row.surrender_postponement
+                else None
+            ),
             surrender_due_at=row.surrender_due_at,
+            surrendered_at=row.surrendered_at,
+            surrender_overdue=(
+                row.surrender_due_at is not None
+                and row.surrendered_at is None
+                and now > row.surrender_due_at
+            ),
         )
+    delay_notice = None
+    if row.delay_notified_at is not None:
+        delay_notice = DelayNoticeOut(
+            notified_at=row.delay_notified_at, expected_at=row.delay_expected_at
+        )
+    overdue = is_overdue(status, row.due_at, now)
     return RequestSummary(
         id=row.id,
         reference=row.reference,
@@ -44,13 +75,16 @@ def summary_of(row: Any, *, now: datetime) -> RequestSummary:
         urgency=Urgency(row.urgency),
         legal_basis=row.legal_basis,
         info_access=InfoAccess(row.info_access) if row.info_access else None,
+        channel=channel_of_request(row.channel, row.legal_basis),
         time_limit_rule=TimeLimitRule(row.time_limit_rule),
         immediate=row.immediate,
         received_at=row.received_at,
         due_at=row.due_at,
         status=status,
         allowed_transitions=list(allowed_from(status)),
-        overdue=is_overdue(status, row.due_at, now),
+        overdue=overdue,
+        unexplained_delay=overdue and delay_notice is None,
+        delay_notice=delay_notice,
         escalated=row.escalated_at is not None,
         escalated_at=row.escalated_at,
         assignee=row.assignee,

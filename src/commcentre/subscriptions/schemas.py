@@ -41,6 +41,9 @@ class SubscriptionEvent(StrEnum):
     MESSAGE_INBOUND = "message.inbound"
     # A supplementary-information request passed its due_at unanswered and was escalated.
     REQUEST_OVERDUE = "request.overdue"
+    # An arrest warrant's decision (FD 2002/584 Art. 17) or surrender (Art. 23) is late.
+    REQUEST_EAW_DECISION_OVERDUE = "request.eaw_decision_overdue"
+    REQUEST_EAW_SURRENDER_OVERDUE = "request.eaw_surrender_overdue"
 
 
 # Sent to a subscription whose `events` is empty; any other event must be listed.

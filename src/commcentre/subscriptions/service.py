@@ -133,7 +133,11 @@ async def check_url(url: str, *, networks: Sequence[IPNetwork], loc: str = "url"
 
 
 # Events about requests carry request metadata: only who may manage requests gets them.
-_EVENT_SCOPES = {SubscriptionEvent.REQUEST_OVERDUE: Scope.REQUESTS_MANAGE}
+_EVENT_SCOPES = {
+    SubscriptionEvent.REQUEST_OVERDUE: Scope.REQUESTS_MANAGE,
+    SubscriptionEvent.REQUEST_EAW_DECISION_OVERDUE: Scope.REQUESTS_MANAGE,
+    SubscriptionEvent.REQUEST_EAW_SURRENDER_OVERDUE: Scope.REQUESTS_MANAGE,
+}
 
 
 def _check_events(criteria: SubscriptionFilter, principal: Principal) -> None:
