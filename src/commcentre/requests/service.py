@@ -22,8 +22,13 @@ from commcentre.messages.identifiers import normalize_identifier
 from commcentre.messages.schemas import Channel, MessageIn, MessageType
 from commcentre.requests import repository, sealing
 from commcentre.requests.automation import escalate_overdue, open_from_inbound
-from commcentre.requests.deadlines import article_of, eaw_deadlines, time_limit
-from commcentre.requests.repository import RequestFilter
+from commcentre.requests.deadlines import (
+    article_of,
+    eaw_deadlines,
+    immediate_reasons,
+    time_limit,
+)
+from commcentre.requests.repository import ListPosition, RequestFilter
 from commcentre.requests.schemas import (
     EawUpdate,
     LinkRole,
@@ -89,8 +94,8 @@ async def create_request(
         urgency=body.urgency,
         info_access=body.info_access,
         received_at=received_at,
-        alert_flags=body.alert_flags,
     )
+    immediate = bool(immediate_reasons(body.legal_basis, body.alert_flags))
     links = list({link.message_id: link for link in body.linked_messages}.values())
     found = await repository.existing_messages(
         session, [link.message_id for link in links], now=now
@@ -113,6 +118,7 @@ async def create_request(
             "reference_key": normalize_identifier(body.reference)[:128],
             "form": body.form.value,
             "alert_article": body.alert_article or article_of(body.legal_basis),
+            "alert_category": body.alert_category.value if body.alert_category else None,
             "alert_flags": [flag.value for flag in body.alert_flags],
             "sis_alert_ref": body.sis_alert_ref,
             "eaw_ref": body.eaw_ref,
@@ -122,7 +128,7 @@ async def create_request(
             "legal_basis": body.legal_basis,
             "info_access": body.info_access.value if body.info_access else None,
             "time_limit_rule": limit.rule.value,
-            "immediate": limit.immediate,
+            "immediate": immediate,
             "received_at": received_at,
             "due_at": limit.due_at,
             "status": RequestStatus.RECEIVED.value,
@@ -168,7 +174,7 @@ async def create_request(
         "requesting_state": body.requesting_state,
         "legal_basis": body.legal_basis,
         "time_limit_rule": limit.rule.value,
-        "immediate": limit.immediate,
+        "immediate": immediate,
         "linked_messages": [str(link.message_id) for link in links],
         "subject_recorded": body.subject is not None,
         "note_recorded": body.note is not None,
@@ -346,7 +352,7 @@ async def list_requests(
     session: AsyncSession,
     *,
     filters: RequestFilter,
-    after: tuple[datetime, uuid.UUID] | None,
+    after: ListPosition | None,
     limit: int,
     now: datetime,
 ) -> list[RequestSummary]:

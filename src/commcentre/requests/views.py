@@ -6,7 +6,14 @@ from typing import Any
 
 from commcentre.crypto import Envelope
 from commcentre.requests import sealing
-from commcentre.requests.deadlines import AlertFlag, Form, InfoAccess, TimeLimitRule, Urgency
+from commcentre.requests.deadlines import (
+    AlertCategory,
+    AlertFlag,
+    Form,
+    InfoAccess,
+    TimeLimitRule,
+    Urgency,
+)
 from commcentre.requests.schemas import (
     EawOut,
     HistoryEntryOut,
@@ -36,6 +43,7 @@ def summary_of(row: Any, *, now: datetime) -> RequestSummary:
         reference=row.reference,
         form=Form(row.form),
         alert_article=row.alert_article,
+        alert_category=AlertCategory(row.alert_category) if row.alert_category else None,
         alert_flags=[AlertFlag(flag) for flag in row.alert_flags],
         sis_alert_ref=row.sis_alert_ref,
         eaw_ref=row.eaw_ref,
