@@ -222,6 +222,37 @@ async def test_an_inbound_j_form_on_an_art_32_alert_opens_a_request_that_keeps_i
     assert view["time_limit_rule"] == "sirene_data_error"
 
 
+async def test_the_reply_to_a_sirene_request_is_about_the_same_form_and_alert(
+    ra: RequestsApp, manager: ApiUser
+) -> None:
+    """A SIRENE exchange is about one SIS alert (Reg. (EU) 2018/1862 Art. 8(1), SIRENE
+    Manual): the reply to a J form on an Art. 32 alert goes out as a J form on that
+    Art. 32 alert, with the SIS alert id the partner gave."""
+    message = sirene_hit(
+        unique_ref(),
+        type="request",
+        legal_basis="SIS_2018_1862_ART32",
+        sirene={"form": "J", "alert_category": "a", "sis_alert_ref": "SE0000987654321"},
+    )
+    _, request_id = await store_inbound(ra, message, partner_id="se-bureau")
+    response = await ra.http.post(
+        f"/v1/requests/{request_id}/reply",
+        json={"body": "Date of birth corrected in our copy."},
+        headers=manager.headers,
+    )
+    assert response.status_code == 202, response.text
+    reply_id = response.json()["message"]["id"]
+    reply = await ra.http.get(f"/v1/messages/{reply_id}", headers=manager.headers | JUSTIFY)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["content"]["sirene"] == {
+        "form": "J",
+        "alert_article": 32,
+        "alert_category": "a",
+        "sis_alert_ref": "SE0000987654321",
+        "eaw_ref": None,
+    }
+
+
 async def test_an_inbound_form_that_cannot_go_with_its_alert_is_kept_but_opens_nothing(
     ra: RequestsApp, auditor: ApiUser
 ) -> None:

@@ -26,6 +26,7 @@ from commcentre.requests.deadlines import (
     article_of,
     eaw_deadlines,
     immediate_reasons,
+    is_sirene_basis,
     time_limit,
 )
 from commcentre.requests.repository import ListPosition, RequestFilter
@@ -419,10 +420,30 @@ async def reply_message(
     )
     if answered:
         fields["in_reply_to"] = str(answered[-1])
+    if (block := sirene_block_of(row)) is not None:
+        fields["sirene"] = block
     try:
         return MessageIn.model_validate(fields)
     except ValidationError as exc:
         raise validation_problem(exc) from None
+
+
+def sirene_block_of(row: Any) -> dict[str, Any] | None:
+    """The SIRENE block a message about this request carries: its form, alert and EAW.
+
+    A SIRENE exchange stays about one alert: the reply to a J form on an Art. 32 alert
+    is a J form on that Art. 32 alert, with its SIS alert id. None for other requests.
+    """
+    if not is_sirene_basis(row.legal_basis):
+        return None
+    block = {
+        "form": row.form,
+        "alert_article": row.alert_article,
+        "alert_category": row.alert_category,
+        "sis_alert_ref": row.sis_alert_ref,
+        "eaw_ref": row.eaw_ref,
+    }
+    return {name: value for name, value in block.items() if value is not None}
 
 
 def answering_hook(
