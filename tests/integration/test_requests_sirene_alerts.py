@@ -7,15 +7,23 @@ a partner, stored without opening a request; and the "act immediately" of Reg. (
 2018/1862 Art. 8(3) orders the work queue while due_at stays the 12-hour limit.
 """
 
+import base64
+import os
+import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
+from commcentre.adapters.base import OutboundMessage
+from commcentre.adapters.sirene import format as sirene_format
 from commcentre.config import Settings
+from commcentre.messages.schemas import MessageIn
 from tests.conftest import ApiUser, MakeUser
+from tests.inbound_support import signed_headers
 from tests.integration.requests_support import (
     JUSTIFY,
     RequestsApp,
@@ -46,6 +54,11 @@ async def sender(make_user: MakeUser) -> ApiUser:
 @pytest.fixture(scope="module")
 async def auditor(make_user: MakeUser) -> ApiUser:
     return await make_user("audit:read", name="dpo-2")
+
+
+@pytest.fixture(scope="module")
+async def partners_admin(make_user: MakeUser) -> ApiUser:
+    return await make_user("partners:manage", name="partner-desk")
 
 
 def at(value: str) -> datetime:
@@ -220,6 +233,62 @@ async def test_an_inbound_j_form_on_an_art_32_alert_opens_a_request_that_keeps_i
     assert (view["form"], view["alert_article"], view["alert_category"]) == ("J", 32, "b")
     assert (view["sis_alert_ref"], view["eaw_ref"]) == ("SE0000123456789", "SE-EAW-2026-12")
     assert view["time_limit_rule"] == "sirene_data_error"
+
+
+async def test_a_j_form_pushed_in_the_sirene_format_opens_a_request_that_keeps_it(
+    ra: RequestsApp, manager: ApiUser, partners_admin: ApiUser
+) -> None:
+    """End to end through POST /v1/inbound and the sirene adapter: a SIRENE bureau's J
+    form (data error, SIRENE Manual) on an Art. 32 alert (Reg. (EU) 2018/1862 Art. 32)
+    opens a J request on that Art. 32 alert with the SIS alert id and EAW reference."""
+    # Liechtenstein: a country no other test routes to, so this partner takes no one
+    # else's traffic.
+    partner_id = f"li-sirene-{uuid.uuid4().hex[:8]}"
+    secret = f"whsec_{base64.b64encode(os.urandom(32)).decode()}"
+    created = await ra.http.post(
+        "/v1/partners",
+        json={
+            "id": partner_id,
+            "name": "SIRENE Liechtenstein",
+            "adapter": "sirene",
+            "country": "LI",
+            "config": {"url": "https://sirene.li.example/forms", "sirene_bureau": "LI"},
+            "signing_secrets": [secret],
+        },
+        headers=partners_admin.headers,
+    )
+    assert created.status_code == 201, created.text
+    reference = unique_ref()
+    content = MessageIn.model_validate(
+        sirene_hit(
+            reference,
+            type="request",
+            legal_basis="SIS_2018_1862",
+            sirene={
+                "form": "J",
+                "alert_article": 32,
+                "sis_alert_ref": "LI0000555555555",
+                "eaw_ref": "LI-EAW-2026-31",
+            },
+        )
+    )
+    document = sirene_format.to_wire(
+        OutboundMessage(uuid.uuid4(), ra.clock(), content), delivery_id=uuid.uuid4(), sender="LI"
+    )
+    body = orjson.dumps(document)
+    pushed = await ra.http.post(
+        f"/v1/inbound/{partner_id}",
+        content=body,
+        headers=signed_headers(body, secret, at=ra.clock()),
+    )
+    assert pushed.status_code == 202, pushed.text
+    listed = await ra.http.get(
+        "/v1/requests", params={"country": "LI", "limit": 500}, headers=manager.headers
+    )
+    [request] = [item for item in listed.json()["items"] if item["reference"] == reference]
+    assert (request["form"], request["alert_article"]) == ("J", 32)
+    assert (request["sis_alert_ref"], request["eaw_ref"]) == ("LI0000555555555", "LI-EAW-2026-31")
+    assert request["time_limit_rule"] == "sirene_data_error"
 
 
 async def test_the_reply_to_a_sirene_request_is_about_the_same_form_and_alert(
