@@ -46,6 +46,7 @@ EVENT_FIELDS = {
     "reference",
     "form",
     "alert_article",
+    "alert_category",
     "alert_flags",
     "requesting_state",
     "urgency",

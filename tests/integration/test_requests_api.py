@@ -434,7 +434,12 @@ async def test_inbound_reply_links_and_answers(ra: RequestsApp, manager: ApiUser
     assert nothing is None
 
 
-async def test_terrorism_or_child_hit_is_due_at_once(ra: RequestsApp, manager: ApiUser) -> None:
+async def test_child_hit_is_immediate_within_the_12_hour_limit(
+    ra: RequestsApp, manager: ApiUser
+) -> None:
+    """Reg. (EU) 2018/1862 Art. 8(3): act immediately on an Art. 32(1)(c) child alert, and
+    reply within 12 hours. An Art. 32 hit on a child whose category the message does not
+    give may be such an alert: it is marked immediate, and due 12 hours after receipt."""
     child = sirene_hit(
         unique_ref(),
         legal_basis="SIS_2018_1862_ART32",
@@ -446,7 +451,8 @@ async def test_terrorism_or_child_hit_is_due_at_once(ra: RequestsApp, manager: A
     view = await read(ra, manager, str(request_id))
     assert view["immediate"]
     assert view["alert_flags"] == ["child"]
-    assert view["due_at"] == view["received_at"]
+    assert at(view["due_at"]) == at(view["received_at"]) + timedelta(hours=12)
+    assert view["time_limit_rule"] == "sirene_supplementary"
     assert view["alert_article"] == 32
 
 

@@ -52,11 +52,13 @@ from commcentre.messages.schemas import (
     PersonWarning,
     Priority,
     Sex,
+    SireneInfo,
     SourceReliability,
     SubstanceForm,
     SubstanceUnit,
     VehicleStatus,
 )
+from commcentre.requests.deadlines import ALERT_ARTICLES, AlertCategory, Form
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "partners.md"
 MESSAGE_ID = UUID("01937f4e-9c00-7a3e-8a1b-2c3d4e5f6a7b")
@@ -85,6 +87,22 @@ def wire(name: str, message: OutboundMessage | None = None) -> dict[str, Any]:
     return cast(dict[str, Any], orjson.loads(orjson.dumps(doc)))
 
 
+def read_back(name: str, content: MessageIn, default_form: str = "M") -> dict[str, Any]:
+    """The canonical message `name` reads back from what it sends for `content`.
+
+    Every field comes back, except the `sirene` block: the interpol- and siena-like
+    formats have no place for it, and the sirene-like one always has a form (derived
+    for a message without the block).
+    """
+    expected = content.model_dump()
+    if name in ("interpol", "europol"):
+        expected["sirene"] = None
+    elif name == "sirene" and content.sirene is None:
+        form = sirene.choose_form(content.type, cast(sirene.SireneForm, default_form))
+        expected["sirene"] = SireneInfo(form=Form(form)).model_dump()
+    return expected
+
+
 def webhook_example() -> dict[str, Any]:
     partner = PartnerView(id="se-bureau", name="SE bureau", country="SE", config=_push_config())
     adapter = WebhookAdapter(cast(AdapterContext, None))  # build_body needs no transport
@@ -108,7 +126,7 @@ def rendered_examples() -> dict[str, dict[str, Any]]:
 def test_api_example_round_trips(name: str) -> None:
     module, _ = FORMATS[name]
     parsed = module.from_wire(wire(name))
-    assert parsed.message.model_dump() == outbound().content.model_dump()
+    assert parsed.message.model_dump() == read_back(name, outbound().content)
     assert parsed.partner_ref == str(MESSAGE_ID)
 
 
@@ -215,6 +233,19 @@ SUBSTANCES = st.tuples(
 SUBJECTS = st.lists(st.one_of(PERSONS, DOCUMENTS, VEHICLES, SUBSTANCES), max_size=6)
 
 
+# Any form with any article: the formats carry a partner's block as it is, contradictions
+# included (whether a form fits its alert is the requests' rule, not the format's).
+SIRENE_BLOCKS = st.fixed_dictionaries(
+    {"form": _values(Form)},
+    optional={
+        "alert_article": st.sampled_from(sorted(ALERT_ARTICLES)),
+        "alert_category": _values(AlertCategory),
+        "sis_alert_ref": IDENTIFIERS,
+        "eaw_ref": IDENTIFIERS,
+    },
+)
+
+
 @st.composite
 def messages(draw: st.DrawFn) -> OutboundMessage:
     """Valid canonical messages: a random subset of subjects, optional fields present or not."""
@@ -250,6 +281,8 @@ def messages(draw: st.DrawFn) -> OutboundMessage:
         data["subjects"] = subjects
     if not subjects or draw(st.booleans()):
         data["body"] = draw(BODIES)
+    if draw(st.booleans()):
+        data["sirene"] = draw(SIRENE_BLOCKS)
     created_at = draw(st.datetimes(timezones=st.just(UTC)))
     return OutboundMessage(draw(st.uuids()), created_at, MessageIn.model_validate(data))
 
@@ -265,7 +298,7 @@ def test_generated_messages_round_trip(
         orjson.dumps(module.to_wire(message, delivery_id=delivery_id, sender=sender))
     )
     parsed = module.from_wire(doc)
-    assert parsed.message.model_dump() == message.content.model_dump()
+    assert parsed.message.model_dump() == read_back(name, message.content)
     assert parsed.partner_ref == str(message.id)
 
 
@@ -311,12 +344,69 @@ def test_sirene_carries_the_case_ref_as_reference_and_invents_nothing() -> None:
     doc = wire("sirene")
     assert doc["reference"] == MESSAGE_EXAMPLE["case_ref"]
     assert "case_ref" not in doc
-    assert not doc.keys() & {"alert_article", "sis_alert_ref", "eaw_ref"}
+    assert not doc.keys() & {"alert_article", "alert_category", "sis_alert_ref", "eaw_ref"}
 
 
-def test_sirene_reads_form_fields_the_canonical_message_has_no_place_for() -> None:
+def _with_sirene(**block: Any) -> OutboundMessage:
+    return outbound(
+        {**MESSAGE_EXAMPLE, "channel": "sirene", "legal_basis": "SIS_2018_1862", "sirene": block}
+    )
+
+
+def test_a_j_form_on_an_art_32_alert_stays_a_j_form_on_an_art_32_alert() -> None:
+    """The SIRENE Manual's forms are about one SIS alert: a J form (data error) on an
+    Art. 32 alert (Reg. (EU) 2018/1862 Art. 32, missing and vulnerable persons) must
+    reach the partner as a J form on that Art. 32 alert, with its SIS alert id, and be
+    read back the same, not as the M form and no alert the format used to send."""
+    message = _with_sirene(
+        form="J", alert_article=32, alert_category="c", sis_alert_ref="SE0000123456789"
+    )
+    doc = wire("sirene", message)
+    assert (doc["form"], doc["alert_article"], doc["alert_category"]) == ("J", 32, "c")
+    assert doc["sis_alert_ref"] == "SE0000123456789"
+    assert "sirene" not in doc
+    read = sirene.from_wire(doc).message
+    assert read.sirene is not None
+    assert read.sirene.model_dump(mode="json") == {
+        "form": "J",
+        "alert_article": 32,
+        "alert_category": "c",
+        "sis_alert_ref": "SE0000123456789",
+        "eaw_ref": None,
+    }
+    assert read == message.content
+
+
+@pytest.mark.parametrize("form", list(Form))
+@pytest.mark.parametrize("article", sorted(ALERT_ARTICLES))
+def test_every_form_and_article_round_trips(form: Form, article: int) -> None:
+    """Every SIRENE form letter (A, F, G, H, I, J, L, M, Q) and every alert article (Reg.
+    (EU) 2018/1862 Art. 26, 32, 34, 36, 38, 40; Reg. (EU) 2018/1861 Art. 24; Reg. (EU)
+    2018/1860 Art. 3) crosses the sirene-like format both ways, with the EAW reference,
+    even in pairs the SIRENE Manual would not use (a partner's data error is kept)."""
+    message = _with_sirene(form=form.value, alert_article=article, eaw_ref="FI-EAW-2026-7")
+    doc = wire("sirene", message)
+    assert (doc["form"], doc["alert_article"], doc["eaw_ref"]) == (
+        form.value,
+        article,
+        "FI-EAW-2026-7",
+    )
+    assert sirene.from_wire(doc).message == message.content
+
+
+def test_sirene_reads_the_form_fields_of_a_partner_document_into_the_sirene_block() -> None:
     doc = {**wire("sirene"), "form": "G", "alert_article": 26, "sis_alert_ref": "SIS-FI-1"}
-    assert sirene.from_wire(doc).message.model_dump() == outbound().content.model_dump()
+    read = sirene.from_wire(doc).message
+    assert read.sirene == SireneInfo(form=Form.G, alert_article=26, sis_alert_ref="SIS-FI-1")
+    assert read.model_dump(exclude={"sirene"}) == outbound().content.model_dump(exclude={"sirene"})
+
+
+@pytest.mark.parametrize("name", ["interpol", "europol"])
+def test_other_formats_leave_the_sirene_block_out(name: str) -> None:
+    doc = wire(name, _with_sirene(form="G", alert_article=26))
+    text = json.dumps(doc)
+    assert '"sirene": {' not in text
+    assert "alert_article" not in text
 
 
 def test_europol_handling_and_evaluation() -> None:
@@ -345,7 +435,7 @@ def test_a_message_without_optional_fields_round_trips(name: str) -> None:
     module, _ = FORMATS[name]
     doc = wire(name, message)
     assert "evaluation" not in doc or doc["evaluation"] == {}
-    assert module.from_wire(doc).message.model_dump() == message.content.model_dump()
+    assert module.from_wire(doc).message.model_dump() == read_back(name, message.content)
 
 
 # --- rejection ------------------------------------------------------------------------
@@ -461,6 +551,13 @@ REJECTED: list[tuple[str, str, str, Mutation]] = [
     ("sirene", "missing field", "$.sirene_bureau", lambda d: d.pop("sirene_bureau")),
     ("sirene", "unknown form", "$.form", lambda d: d.update(form="Z")),
     ("sirene", "unknown alert article", "$.alert_article", lambda d: d.update(alert_article=99)),
+    (
+        "sirene",
+        "unknown alert category",
+        "$.alert_category",
+        lambda d: d.update(alert_category="f"),
+    ),
+    ("sirene", "bad SIS alert id", "$.sis_alert_ref", lambda d: d.update(sis_alert_ref="A" * 65)),
     ("sirene", "bad reference", "$.reference", lambda d: d.update(reference="FI\n4411")),
     ("sirene", "extra field", "$.surplus", lambda d: d.update(surplus=True)),
     (
@@ -641,7 +738,7 @@ def _sent_and_parsed(name: str, message: OutboundMessage) -> ParsedInbound:
 @pytest.mark.parametrize("name", SENDERS)
 def test_parse_inbound_reads_what_the_adapter_sends(name: str) -> None:
     parsed = _sent_and_parsed(name, outbound())
-    assert parsed.message == outbound().content
+    assert parsed.message.model_dump() == read_back(name, outbound().content)
     assert parsed.partner_ref == str(MESSAGE_ID)
 
 
@@ -650,7 +747,7 @@ def test_parse_inbound_reads_what_the_adapter_sends(name: str) -> None:
 @given(message=messages())
 def test_parse_inbound_round_trips_generated_messages(name: str, message: OutboundMessage) -> None:
     parsed = _sent_and_parsed(name, message)
-    assert parsed.message.model_dump() == message.content.model_dump()
+    assert parsed.message.model_dump() == read_back(name, message.content)
     assert parsed.partner_ref == str(message.id)
 
 

@@ -7,6 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from commcentre.requests.deadlines import (
+    ALERT_ARTICLES,
+    AlertCategory,
     AlertFlag,
     Form,
     InfoAccess,
@@ -14,7 +16,12 @@ from commcentre.requests.deadlines import (
     UnknownTimeLimit,
     Urgency,
     article_of,
+    basis_article_problem,
+    category_problem,
+    child_flag_problem,
     eaw_deadlines,
+    form_article_problem,
+    immediate_reasons,
     is_nordic_warrant,
     is_sirene_basis,
     time_limit,
@@ -47,9 +54,8 @@ def limit(
         urgency=urgency,
         info_access=access,
         received_at=at(received),
-        alert_flags=flags,
     )
-    return result.rule, result.due_at, result.immediate
+    return result.rule, result.due_at, bool(immediate_reasons(basis, flags))
 
 
 # Every row of DOMAIN.md's table, with day, month, year and leap-day boundaries.
@@ -136,15 +142,125 @@ def test_time_limit_table(
     received: str, kwargs: dict[str, object], rule: TimeLimitRule, due: str
 ) -> None:
     got_rule, got_due, immediate = limit(received, **kwargs)  # type: ignore[arg-type]
-    assert (got_rule, got_due, immediate) == (rule, at(due), False)
+    assert (got_rule, got_due, immediate) == (rule, at(due), "flags" in kwargs)
 
 
 @pytest.mark.parametrize("flag", list(AlertFlag))
-def test_terrorism_and_child_alerts_are_due_at_once(flag: AlertFlag) -> None:
-    rule, due, immediate = limit("2026-03-10T08:00Z", flags=(flag,))
-    assert rule is TimeLimitRule.SIRENE_IMMEDIATE
-    assert due == at("2026-03-10T08:00Z")
+def test_terrorism_and_child_alerts_are_immediate_within_the_12_hour_limit(
+    flag: AlertFlag,
+) -> None:
+    """Reg. (EU) 2018/1862 Art. 8(3): a reply is due "as soon as possible but not later
+    than 12 hours after the receipt"; for alerts for terrorist offences and alerts on
+    children of Art. 32(1)(c) the SIRENE Bureau "shall act immediately". That is a
+    priority, not a deadline at the instant of receipt (which made every answer late)."""
+    rule, due, immediate = limit("2026-03-10T08:00Z", basis="SIS_2018_1862_ART32", flags=(flag,))
+    assert rule is TimeLimitRule.SIRENE_SUPPLEMENTARY
+    assert due == at("2026-03-10T20:00Z")
     assert immediate
+
+
+@pytest.mark.parametrize(
+    ("basis", "article"),
+    [
+        ("SIS_2018_1862_ART40", 40),
+        ("SIS_2018_1861_ART24", 24),
+        ("SIS_2018_1861", None),
+        ("SIS_2018_1860_ART3", 3),
+        ("SIS_2018_1860", None),
+    ],
+)
+def test_every_sis_alert_basis_has_the_12_hour_sirene_limit(
+    basis: str, article: int | None
+) -> None:
+    """Reg. (EU) 2018/1862 Art. 8(3) (police cooperation, Art. 40 unknown wanted persons
+    included) and Reg. (EU) 2018/1861 Art. 8(3) (border checks, Art. 24 refusal of entry
+    and stay), which Reg. (EU) 2018/1860 Art. 19 applies to return alerts (Art. 3): a
+    SIRENE reply is due 12 hours after receipt."""
+    rule, due, _ = limit("2026-03-10T08:00Z", basis=basis)
+    assert (rule, due) == (TimeLimitRule.SIRENE_SUPPLEMENTARY, at("2026-03-10T20:00Z"))
+    assert article_of(basis) == article
+
+
+@pytest.mark.parametrize("basis", ["SIS_2018_1861_ART24", "SIS_2018_1860_ART3"])
+def test_immediate_action_is_a_rule_of_the_police_cooperation_regulation_only(basis: str) -> None:
+    """Only Reg. (EU) 2018/1862 Art. 8(3) has the "act immediately" sentence; border-check
+    and return alerts (Reg. 2018/1861 Art. 8(3), Reg. 2018/1860 Art. 19) have the 12-hour
+    limit alone."""
+    assert immediate_reasons(basis, [AlertFlag.TERRORISM]) == []
+    assert immediate_reasons("SIS_2018_1862_ART36", [AlertFlag.TERRORISM]) == [AlertFlag.TERRORISM]
+
+
+@pytest.mark.parametrize(
+    ("basis", "article", "problem"),
+    [
+        ("SIS_2018_1862_ART26", None, None),
+        ("SIS_2018_1862_ART26", 26, None),
+        ("SIS_2018_1862", 40, None),
+        ("SIS_2018_1861_ART24", 24, None),
+        ("SIS_2018_1860", 3, None),
+        ("FD_2002_584", 26, None),
+        ("DIR_2023_977", None, None),
+        ("SIS_2018_1862_ART26", 32, "differs"),
+        ("SIS_2018_1862_ART24", None, "no alert article 24"),
+        ("SIS_2018_1862_ART99", None, "no alert article 99"),
+        ("SIS_2018_1861_ART26", None, "no alert article 26"),
+        ("SIS_2018_1861", 32, "not an alert of SIS_2018_1861"),
+        ("SIS_2018_1860", 24, "not an alert of SIS_2018_1860"),
+        ("SIS_2018_1862", 3, "not an alert of SIS_2018_1862"),
+        ("FD_2002_584", 32, "not an alert of FD_2002_584"),
+    ],
+)
+def test_the_alert_article_belongs_to_the_regulation_of_the_basis(
+    basis: str, article: int | None, problem: str | None
+) -> None:
+    """Alert articles per regulation: Reg. (EU) 2018/1862 Art. 26, 32, 34, 36, 38, 40;
+    Reg. (EU) 2018/1861 Art. 24; Reg. (EU) 2018/1860 Art. 3; an EAW (FD 2002/584) goes
+    with an Art. 26 arrest alert of Reg. 2018/1862 (its Art. 26(1))."""
+    found = basis_article_problem(basis, article)
+    assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+# Form letter -> the alert articles it can be about (None: every article).
+FORM_TABLE: dict[Form, frozenset[int] | None] = {
+    Form.A: frozenset({26}),
+    Form.F: frozenset({26, 32, 36}),
+    Form.L: frozenset({3, 24, 26, 32, 34, 36, 40}),
+    Form.Q: frozenset({3, 24, 26, 32, 34, 36}),
+    Form.G: None,
+    Form.H: None,
+    Form.I: None,
+    Form.J: None,
+    Form.M: None,
+}
+
+
+@pytest.mark.parametrize("form", list(Form))
+@pytest.mark.parametrize("article", sorted(ALERT_ARTICLES))
+def test_form_and_article_pairs(form: Form, article: int) -> None:
+    """Which SIRENE form fits which alert: A (EAW data) only Art. 26 arrest alerts (Reg.
+    (EU) 2018/1862 Art. 27-29, FD 2002/584 Art. 8(1)); F (flag) only the alerts a flag
+    can be added to, Art. 26, 32 and 36 (Reg. 2018/1862 Art. 24(1), 25); L
+    (fingerprints, photographs) alerts on persons, not Art. 38 objects; Q (misused
+    identity, Reg. 2018/1862 Art. 62) alerts on known persons, not objects nor Art. 40
+    unknown persons; G, H, I, J, M any alert."""
+    allowed = FORM_TABLE[form]
+    fits = allowed is None or article in allowed
+    assert (form_article_problem(form, article) is None) is fits
+    assert form_article_problem(form, None) is None
+
+
+def test_only_art_32_alerts_have_a_category_and_only_32_1_c_is_a_child_alert() -> None:
+    """Reg. (EU) 2018/1862 Art. 32(1) points (a) to (e) categorise Art. 32 alerts only;
+    Art. 8(3) names "alerts on children referred to in Article 32(1)(c)" (children at
+    risk of abduction by a parent, family member or guardian), not the children of
+    (a), (b) or (d) nor a minor in another alert."""
+    assert category_problem(32, AlertCategory.CHILD_AT_RISK) is None
+    assert category_problem(26, AlertCategory.CHILD_ABDUCTION) is not None
+    assert child_flag_problem(32, AlertCategory.CHILD_ABDUCTION) is None
+    assert child_flag_problem(32, None) is None
+    for category in set(AlertCategory) - {AlertCategory.CHILD_ABDUCTION}:
+        assert child_flag_problem(32, category) is not None
+    assert child_flag_problem(26, None) is not None
 
 
 def test_flags_do_not_change_directive_limits() -> None:
@@ -182,6 +298,8 @@ def test_received_in_another_zone_counts_from_the_same_instant() -> None:
         ("SIS_2018_1862_ART32", 32),
         ("SIS_2018_1862_ART38", 38),
         ("SIS_2018_1862_ART99", None),
+        ("SIS_2018_1862_ART24", None),
+        ("SIS_2018_1862_ART40", 40),
         ("SIS_2018_1862", None),
         ("DIR_2023_977", None),
     ],

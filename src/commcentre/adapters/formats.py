@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -222,15 +222,27 @@ class Sequenced(WireModel):
 
 
 def field_paths(
-    model: type[BaseModel], *, base: Path = (), renames: Paths | None = None
+    model: type[BaseModel],
+    *,
+    base: Path = (),
+    renames: Paths | None = None,
+    exclude: Sequence[str] = (),
 ) -> dict[str, Path]:
-    """Where each canonical field of `model` goes: `base + (name,)` unless renamed."""
+    """Where each canonical field of `model` goes: `base + (name,)` unless renamed.
+
+    `exclude`d fields have no place in the format (or a format-specific one).
+    """
     renames = renames or {}
     return {
         name: renames.get(name, (*base, name))
         for name in model.model_fields
-        if name not in ("kind", "subjects")
+        if name not in ("kind", "subjects", *exclude)
     }
+
+
+# The SIRENE block (form, alert, EAW) travels in the sirene-like format only; the other
+# formats have no place for it and leave it out.
+SIRENE_ONLY: Final = ("sirene",)
 
 
 # Subject fields under their canonical names, for formats that do not rename them.
@@ -329,10 +341,18 @@ def _locate(loc: Loc, where: Mapping[Loc, Loc]) -> Loc:
 
 
 def assemble(
-    envelope: Mapping[str, Any], envelope_paths: Paths, subjects: Sequence[WireSubject]
+    envelope: Mapping[str, Any],
+    envelope_paths: Paths,
+    subjects: Sequence[WireSubject],
+    *,
+    locations: Mapping[Loc, Loc] | None = None,
 ) -> MessageIn:
-    """Validate the canonical message read from a document; problems point into the document."""
+    """Validate the canonical message read from a document; problems point into the document.
+
+    `locations` maps canonical locations the envelope paths do not cover to the document.
+    """
     where: dict[Loc, Loc] = {(name,): path for name, path in envelope_paths.items()}
+    where.update(locations or {})
     for index, subject in enumerate(subjects):
         where[("subjects", index)] = subject.loc
         for name, path in subject.paths.items():

@@ -30,7 +30,7 @@ from commcentre.messages.identifiers import LookupRequest, normalize_identifier
 from commcentre.messages.ingest import IngestOutcome
 from commcentre.messages.kinds import kind_bits
 from commcentre.messages.repository import MessageFilter
-from commcentre.messages.schemas import Direction, MessageIn, SubjectKind
+from commcentre.messages.schemas import OUTBOUND_CONTEXT, Direction, MessageIn, SubjectKind
 from commcentre.messages.views import (
     ForwardAccepted,
     LookupResponse,
@@ -102,7 +102,7 @@ async def submit_message(
     # Raw bytes straight into pydantic: faster than FastAPI's parse-then-validate.
     raw = await request.body()
     try:
-        message = MessageIn.model_validate_json(raw)
+        message = MessageIn.model_validate_json(raw, context=OUTBOUND_CONTEXT)
     except ValidationError as exc:
         raise validation_problem(exc) from None
     try:

@@ -32,6 +32,15 @@ from pydantic import (
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError, PydanticKnownError
 
 from commcentre.clock import utcnow
+from commcentre.requests.deadlines import (
+    ALERT_ARTICLES,
+    AlertCategory,
+    Form,
+    article_of,
+    basis_article_problem,
+    category_problem,
+    form_article_problem,
+)
 
 _H = TypeVar("_H", bound=Hashable)
 
@@ -595,6 +604,57 @@ class Substance(InputModel):
 
 Subject = Annotated[Person | Document | Vehicle | Substance, Field(discriminator="kind")]
 
+_ALERT_ARTICLE_LIST = ", ".join(str(article) for article in sorted(ALERT_ARTICLES))
+# Validation context of a message a client submits: only then are the SIRENE fields
+# checked against each other. A partner's message is stored even when they contradict
+# each other (it must not be lost), and a stored message is read back unchecked.
+OUTBOUND_CONTEXT: dict[str, bool] = {"outbound": True}
+
+
+def _alert_article(value: int) -> int:
+    if value not in ALERT_ARTICLES:
+        raise _error("alert_article", f"must be one of {_ALERT_ARTICLE_LIST}")
+    return value
+
+
+class SireneInfo(InputModel):
+    """What a SIRENE exchange is about: the form, the SIS alert and the EAW."""
+
+    form: Form = Field(
+        description="SIRENE form: A EAW data, G hit, H hit but the action cannot be taken, "
+        "I use for another purpose, J data error, L fingerprints/photos, M miscellaneous, "
+        "Q misused identity, F flag."
+    )
+    alert_article: Annotated[int, AfterValidator(_alert_article)] | None = Field(
+        None,
+        description="Alert article: Reg. 2018/1862 Art. 26, 32, 34, 36, 38, 40; Reg. "
+        "2018/1861 Art. 24; Reg. 2018/1860 Art. 3.",
+    )
+    alert_category: AlertCategory | None = Field(
+        None, description="Art. 32 alerts: the point of Reg. 2018/1862 Art. 32(1), a to e."
+    )
+    sis_alert_ref: Annotated[Reference, Field(max_length=64)] | None = None
+    eaw_ref: Annotated[Reference, Field(max_length=64)] | None = None
+
+
+def sirene_problems(sirene: SireneInfo, legal_basis: str) -> list[InitErrorDetails]:
+    """Where the SIRENE fields contradict the legal basis or each other (field paths)."""
+
+    def at(kind: str, message: str, *loc: tuple[str, ...]) -> list[InitErrorDetails]:
+        return [InitErrorDetails(type=_error(kind, message), loc=path, input=None) for path in loc]
+
+    problem = basis_article_problem(legal_basis, sirene.alert_article)
+    if problem is not None:
+        return at("basis_article", problem, ("legal_basis",), ("sirene", "alert_article"))
+    article = sirene.alert_article or article_of(legal_basis)
+    errors = []
+    if (problem := form_article_problem(sirene.form, article)) is not None:
+        errors += at("form_article", problem, ("sirene", "form"), ("sirene", "alert_article"))
+    if (problem := category_problem(article, sirene.alert_category)) is not None:
+        errors += at("alert_category", problem, ("sirene", "alert_category"))
+    return errors
+
+
 # The example of API.md, shown in the OpenAPI documentation.
 MESSAGE_EXAMPLE: dict[str, Any] = json.loads("""
 {
@@ -659,6 +719,12 @@ class MessageIn(InputModel):
     subjects: Annotated[list[Subject], tagged_union_list(*SubjectKind), Field(max_length=100)] = (
         Field(default_factory=list)
     )
+    sirene: SireneInfo | None = Field(
+        None,
+        description="SIRENE exchanges: form, alert article and category, SIS alert id, EAW "
+        "reference. The form must fit the alert (docs/requests.md); the sirene-like partner "
+        "format carries them.",
+    )
     body: Body | None = Field(default=None, validate_default=True)
 
     @field_validator("info_access")
@@ -691,3 +757,12 @@ class MessageIn(InputModel):
         if value is None and info.data.get("subjects") == []:
             raise _error("message_empty", "a message needs at least one subject or a body")
         return value
+
+    @model_validator(mode="after")
+    def _sirene_fits(self, info: ValidationInfo) -> "MessageIn":
+        context = info.context
+        if self.sirene is not None and isinstance(context, dict) and context.get("outbound"):
+            errors = sirene_problems(self.sirene, self.legal_basis)
+            if errors:
+                raise ValidationError.from_exception_data("MessageIn", errors)
+        return self

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from commcentre.audit.service import AuditAction, append
+from commcentre.audit.service import AuditAction, AuditRecord, append
 from commcentre.crypto import Envelope
 from commcentre.db import Database, WriteSession
 from commcentre.delivery.repository import insert_deliveries
@@ -34,6 +34,8 @@ from commcentre.requests import repository, sealing
 from commcentre.requests.channels import channel_of_adapter
 from commcentre.requests.deadlines import (
     DIRECTIVE_2023_977,
+    POLICE_COOPERATION,
+    AlertCategory,
     AlertFlag,
     Form,
     InfoAccess,
@@ -41,7 +43,12 @@ from commcentre.requests.deadlines import (
     UnknownTimeLimit,
     Urgency,
     article_of,
+    basis_article_problem,
+    category_problem,
     due_at,
+    form_article_problem,
+    immediate_reasons,
+    is_sirene_basis,
     time_limit_rule,
 )
 from commcentre.requests.eaw import escalate_eaw_deadlines
@@ -65,7 +72,10 @@ _OPENING_TYPES = frozenset({MessageType.REQUEST, MessageType.HIT})
 
 
 def form_of(content: MessageIn) -> Form:
-    """G for a hit; else the form its classification names (`A`, `FORM_J`, ...); else M."""
+    """The form its `sirene` block names; else G for a hit; else the form its
+    classification names (`A`, `FORM_J`, ...); else M."""
+    if content.sirene is not None:
+        return content.sirene.form
     if content.type is MessageType.HIT:
         return Form.G
     if content.classification is not None:
@@ -97,15 +107,63 @@ def _may_be_a_child(person: Person, at: datetime) -> bool:
     return coming_of_age > at.date()
 
 
+@dataclass(frozen=True, slots=True)
+class AlertOfMessage:
+    """The SIS alert an inbound message is about, as far as it says."""
+
+    article: int | None
+    category: AlertCategory | None
+    sis_alert_ref: str | None
+    eaw_ref: str | None
+
+
+def alert_of(content: MessageIn) -> AlertOfMessage:
+    """The alert of the message's `sirene` block, the article defaulting to its legal basis's."""
+    sirene = content.sirene
+    if sirene is None:
+        return AlertOfMessage(article_of(content.legal_basis), None, None, None)
+    return AlertOfMessage(
+        sirene.alert_article or article_of(content.legal_basis),
+        sirene.alert_category,
+        sirene.sis_alert_ref,
+        sirene.eaw_ref,
+    )
+
+
 def alert_flags_of(content: MessageIn, at: datetime) -> list[AlertFlag]:
-    """Terrorism when a person carries that warning; child when a person may be under 18."""
+    """Why the SIRENE Bureau must act immediately on it (Reg. 2018/1862 Art. 8(3)).
+
+    Terrorism when a person carries that warning. Child only for an alert on a child
+    referred to in Art. 32(1)(c): an Art. 32 alert in category c, or an Art. 32 alert
+    whose category the message does not give on a person who may be under 18 (point
+    (c) cannot be ruled out, and acting at once on it is what the law asks). A minor
+    in any other alert (an Art. 26 arrest, an Art. 32(1)(a), (b), (d) alert, ...) is not.
+    """
     persons = [subject for subject in content.subjects if isinstance(subject, Person)]
+    alert = alert_of(content)
     flags = set()
     if any(PersonWarning.TERRORISM in person.warnings for person in persons):
         flags.add(AlertFlag.TERRORISM)
-    if any(_may_be_a_child(person, at) for person in persons):
+    if alert.article == 32 and (
+        alert.category is AlertCategory.CHILD_ABDUCTION
+        or (alert.category is None and any(_may_be_a_child(p, at) for p in persons))
+    ):
         flags.add(AlertFlag.CHILD)
     return sorted(flags)
+
+
+def alert_problems(content: MessageIn, form: Form) -> dict[str, str]:
+    """Where the form, alert article, category and legal basis contradict each other."""
+    given = content.sirene.alert_article if content.sirene is not None else None
+    alert = alert_of(content)
+    problems: dict[str, str] = {}
+    if (problem := basis_article_problem(content.legal_basis, given)) is not None:
+        problems["alert_article"] = problem
+    elif (problem := form_article_problem(form, alert.article)) is not None:
+        problems["form"] = problem
+    if (problem := category_problem(alert.article, alert.category)) is not None:
+        problems["alert_category"] = problem
+    return problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +246,12 @@ async def apply_inbound(
         if not await repository.link_exists(session, existing.id, message_id):
             await _link(session, existing.id, message_id, LinkRole.RELATED, now=received_at)
         return InboundEffect(uuid.UUID(str(existing.id)))
+    problems = alert_problems(content, form_of(content))
+    if problems:
+        await _refuse_to_open(
+            session, message_id=message_id, problems=problems, actor=actor, now=received_at
+        )
+        return None
     opened = await _open(
         session,
         message_id=message_id,
@@ -214,6 +278,41 @@ def opens_a_request(content: MessageIn, channel: Channel) -> bool:
     )
 
 
+async def _refuse_to_open(
+    session: WriteSession,
+    *,
+    message_id: uuid.UUID,
+    problems: dict[str, str],
+    actor: str,
+    now: datetime,
+) -> None:
+    """Record why a partner's SIRENE message opened no request.
+
+    The message itself is stored and delivered to subscribers like any other: a partner's
+    form that contradicts its alert (an A form on a missing-person alert) is the partner's
+    data error, for an operator to take up with it, and must not be lost. A request with
+    that pair would carry a time limit the law does not give, so none is opened.
+    """
+    await append(
+        session,
+        [
+            AuditRecord(
+                action=AuditAction.COLLECTION,
+                event="request.not_opened",
+                actor=actor,
+                subject_type="message",
+                subject_id=str(message_id),
+                details={
+                    "fields": sorted(problems),
+                    "problems": [problems[f] for f in sorted(problems)],
+                },
+                occurred_at=now,
+            )
+        ],
+        now=now,
+    )
+
+
 async def _open(
     session: WriteSession,
     *,
@@ -228,6 +327,7 @@ async def _open(
     envelope: Envelope,
 ) -> uuid.UUID:
     form = form_of(content)
+    alert = alert_of(content)
     urgency = Urgency.URGENT if content.priority is Priority.URGENT else Urgency.NORMAL
     flags = alert_flags_of(content, received_at)
     # Dir. 2023/977 Art. 5(1): the SPOC request says how accessible the information is;
@@ -235,15 +335,14 @@ async def _open(
     info_access = _info_access(content.info_access, urgency)
     try:
         rule = time_limit_rule(
-            legal_basis=content.legal_basis,
-            form=form,
-            urgency=urgency,
-            info_access=info_access,
-            alert_flags=flags,
+            legal_basis=content.legal_basis, form=form, urgency=urgency, info_access=info_access
         )
     except UnknownTimeLimit:
         # It came over SIRENE: the SIRENE limit applies whatever basis it names.
-        rule = TimeLimitRule.SIRENE_IMMEDIATE if flags else TimeLimitRule.SIRENE_SUPPLEMENTARY
+        rule = TimeLimitRule.SIRENE_SUPPLEMENTARY
+    # A basis outside the SIRENE table is read as police cooperation, like its limit.
+    sirene_basis = content.legal_basis if is_sirene_basis(content.legal_basis) else None
+    immediate = bool(immediate_reasons(sirene_basis or POLICE_COOPERATION, flags))
     request_id = new_id()
     sealed = sealing.seal_request_text(envelope, request_id, sealing.RequestText())
     await repository.insert_request(
@@ -253,10 +352,11 @@ async def _open(
             "reference": reference,
             "reference_key": reference_key,
             "form": form.value,
-            "alert_article": article_of(content.legal_basis),
+            "alert_article": alert.article,
+            "alert_category": alert.category.value if alert.category else None,
             "alert_flags": [flag.value for flag in flags],
-            "sis_alert_ref": None,
-            "eaw_ref": None,
+            "sis_alert_ref": alert.sis_alert_ref,
+            "eaw_ref": alert.eaw_ref,
             "issuing_state": None,
             "requesting_state": state,
             "urgency": urgency.value,
@@ -264,7 +364,7 @@ async def _open(
             "info_access": info_access.value if info_access else None,
             "channel": channel.value,
             "time_limit_rule": rule.value,
-            "immediate": rule is TimeLimitRule.SIRENE_IMMEDIATE,
+            "immediate": immediate,
             "received_at": received_at,
             "due_at": due_at(rule, received_at),
             "status": RequestStatus.RECEIVED.value,
@@ -299,7 +399,7 @@ async def _open(
         "legal_basis": content.legal_basis,
         "channel": channel.value,
         "time_limit_rule": rule.value,
-        "immediate": rule is TimeLimitRule.SIRENE_IMMEDIATE,
+        "immediate": immediate,
         "message_id": str(message_id),
     }
     await append(
@@ -408,6 +508,7 @@ def overdue_event_data(row: Any, *, escalated_at: datetime) -> dict[str, Any]:
         "reference": row.reference,
         "form": row.form,
         "alert_article": row.alert_article,
+        "alert_category": row.alert_category,
         "alert_flags": list(row.alert_flags or []),
         "requesting_state": row.requesting_state,
         "urgency": row.urgency,

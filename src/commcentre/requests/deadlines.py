@@ -3,8 +3,11 @@
 DOMAIN.md's table, in calendar days counted from the moment of receipt in UTC
 (a day is 24 hours: UTC has no daylight-saving shifts):
 
-- SIRENE supplementary information: 12 h; at once for terrorism alerts and alerts on
-  children (Reg. (EU) 2018/1862 Art. 8(3))
+- SIRENE supplementary information: 12 h (Reg. (EU) 2018/1862 Art. 8(3); Reg. (EU)
+  2018/1861 Art. 8(3), which Reg. (EU) 2018/1860 Art. 19 applies to return alerts).
+  Art. 8(3) of 2018/1862 also says the SIRENE Bureaux "act immediately" on alerts for
+  terrorist offences and on alerts on children referred to in its Art. 32(1)(c): that is
+  a priority (`immediate_reasons`), not a shorter deadline; the 12 h limit still holds.
 - SIRENE J form (data error): 10 days (SIRENE Manual)
 - Dir. (EU) 2023/977 Art. 5: urgent, data directly accessible 8 h; urgent, indirectly
   accessible 3 days; other requests 7 days
@@ -50,32 +53,71 @@ class InfoAccess(StrEnum):
 
 
 class AlertFlag(StrEnum):
-    """What makes a SIRENE reply due at once (Reg. 2018/1862 Art. 8(3))."""
+    """Why a SIRENE Bureau must act immediately (Reg. 2018/1862 Art. 8(3), second sentence).
+
+    TERRORISM: an alert for terrorist offences. CHILD: an alert on a child referred to in
+    Art. 32(1)(c) (a child at risk of abduction by a parent, family member or guardian);
+    no other alert on a minor.
+    """
 
     TERRORISM = "terrorism"
     CHILD = "child"
 
 
+class AlertCategory(StrEnum):
+    """The point of Reg. 2018/1862 Art. 32(1) an Art. 32 alert is entered under."""
+
+    MISSING_PROTECTED = "a"  # missing persons who need to be placed under protection
+    MISSING = "b"  # missing persons who do not need to be placed under protection
+    CHILD_ABDUCTION = "c"  # children at risk of abduction by a parent, family member, guardian
+    CHILD_AT_RISK = "d"  # children at risk of trafficking, forced marriage, terrorism, ...
+    VULNERABLE_ADULT = "e"  # vulnerable adults to be prevented from travelling
+
+
 class TimeLimitRule(StrEnum):
     SIRENE_SUPPLEMENTARY = "sirene_supplementary"
-    SIRENE_IMMEDIATE = "sirene_immediate"
     SIRENE_DATA_ERROR = "sirene_data_error"
     DIR_URGENT_DIRECT = "dir_2023_977_urgent_direct"
     DIR_URGENT_INDIRECT = "dir_2023_977_urgent_indirect"
     DIR_OTHER = "dir_2023_977_other"
 
 
-ALERT_ARTICLES = frozenset({26, 32, 34, 36, 38})
+POLICE_COOPERATION = "SIS_2018_1862"
+BORDER_CHECKS = "SIS_2018_1861"
+RETURN = "SIS_2018_1860"
+EAW_FRAMEWORK_DECISION = "FD_2002_584"
+# The alert articles of each SIS regulation: 2018/1862 Art. 26 arrest for surrender or
+# extradition, 32 missing and vulnerable persons, 34 judicial procedure, 36 discreet,
+# inquiry and specific checks, 38 objects for seizure or evidence, 40 unknown wanted
+# persons; 2018/1861 Art. 24 refusal of entry and stay; 2018/1860 Art. 3 return.
+ARTICLES_BY_REGULATION: dict[str, frozenset[int]] = {
+    POLICE_COOPERATION: frozenset({26, 32, 34, 36, 38, 40}),
+    BORDER_CHECKS: frozenset({24}),
+    RETURN: frozenset({3}),
+}
+ALERT_ARTICLES = frozenset().union(*ARTICLES_BY_REGULATION.values())
+_PERSON_ALERTS = frozenset({26, 32, 34, 36, 40, 24, 3})
+# Which SIRENE form can be about an alert under which article. A (EAW and extradition
+# data): arrest alerts only (Reg. 2018/1862 Art. 27-29, FD 2002/584 Art. 8(1)). F (flag):
+# only alerts a flag can be added to, Art. 26, 32 and 36 (Reg. 2018/1862 Art. 24(1),
+# 25). L (fingerprints, photographs): alerts on persons, not objects (Art. 38). Q
+# (misused identity): alerts on a known person (Reg. 2018/1862 Art. 62; Reg. 2018/1861
+# Art. 59), not on objects nor on unknown persons (Art. 40). G, H, I, J, M: any alert.
+FORM_ARTICLES: dict[Form, frozenset[int]] = {
+    Form.A: frozenset({26}),
+    Form.F: frozenset({26, 32, 36}),
+    Form.L: _PERSON_ALERTS,
+    Form.Q: _PERSON_ALERTS - {40},
+}
 DIRECTIVE_2023_977 = "DIR_2023_977"
-# SIRENE exchanges: alerts under the SIS police-cooperation regulation, and the EAWs
-# (FD 2002/584) that arrest alerts (Art. 26) carry.
-# The Nordic Arrest Warrant travels in SIS arrest alerts too.
-_SIRENE_BASIS = re.compile(r"^(SIS_2018_1862|FD_2002_584|NAW_2005)(_[A-Z0-9_]+)?$")
-_ARTICLE_SUFFIX = re.compile(r"_ART([0-9]{2})$")
+# SIRENE exchanges: alerts under the three SIS regulations, and the EAWs (FD 2002/584)
+# that arrest alerts (Art. 26) carry. The Nordic Arrest Warrant travels in SIS arrest
+# alerts too.
+_SIRENE_BASIS = re.compile(r"^(SIS_2018_186[012]|FD_2002_584|NAW_2005)(_[A-Z0-9_]+)?$")
+_ARTICLE_SUFFIX = re.compile(r"_ART([0-9]{1,3})$")
 
 _LIMITS: dict[TimeLimitRule, timedelta] = {
     TimeLimitRule.SIRENE_SUPPLEMENTARY: timedelta(hours=12),
-    TimeLimitRule.SIRENE_IMMEDIATE: timedelta(0),
     TimeLimitRule.SIRENE_DATA_ERROR: timedelta(days=10),
     TimeLimitRule.DIR_URGENT_DIRECT: timedelta(hours=8),
     TimeLimitRule.DIR_URGENT_INDIRECT: timedelta(days=3),
@@ -110,23 +152,88 @@ class TimeLimit:
     rule: TimeLimitRule
     due_at: datetime
 
-    @property
-    def immediate(self) -> bool:
-        """Due at once: the reply is due the moment the request arrives."""
-        return self.rule is TimeLimitRule.SIRENE_IMMEDIATE
-
 
 def is_sirene_basis(legal_basis: str) -> bool:
     return _SIRENE_BASIS.fullmatch(legal_basis) is not None
 
 
+def regulation_of(legal_basis: str) -> str | None:
+    """`SIS_2018_1862`, `SIS_2018_1861`, `SIS_2018_1860` or `FD_2002_584`, for a SIRENE basis."""
+    match = _SIRENE_BASIS.fullmatch(legal_basis)
+    return match[1] if match is not None else None
+
+
 def article_of(legal_basis: str) -> int | None:
     """The SIS alert article a basis such as `SIS_2018_1862_ART26` names, if any."""
     match = _ARTICLE_SUFFIX.search(legal_basis)
-    if match is None or not is_sirene_basis(legal_basis):
+    regulation = regulation_of(legal_basis)
+    if match is None or regulation is None:
         return None
     article = int(match[1])
-    return article if article in ALERT_ARTICLES else None
+    return article if article in ARTICLES_BY_REGULATION.get(regulation, ()) else None
+
+
+def basis_article_problem(legal_basis: str, alert_article: int | None) -> str | None:
+    """Why the basis and the alert article contradict each other, or None.
+
+    A SIS basis naming an article must name one of that regulation's alert articles;
+    an alert article must belong to the regulation the basis names (an EAW under
+    FD 2002/584 goes with an Art. 26 arrest alert of Reg. 2018/1862).
+    """
+    regulation = regulation_of(legal_basis)
+    if regulation is None:
+        return None
+    named = _ARTICLE_SUFFIX.search(legal_basis)
+    allowed = ARTICLES_BY_REGULATION.get(regulation, frozenset({26}))
+    if named is not None and regulation in ARTICLES_BY_REGULATION:
+        if int(named[1]) not in allowed:
+            return f"{regulation} has no alert article {int(named[1])}: " + _listed(allowed)
+        if alert_article is not None and alert_article != int(named[1]):
+            return "alert_article differs from the article the legal_basis names"
+    if alert_article is not None and alert_article not in allowed:
+        return f"alert article {alert_article} is not an alert of {regulation}: " + _listed(allowed)
+    return None
+
+
+def form_article_problem(form: Form, alert_article: int | None) -> str | None:
+    """Why a SIRENE form cannot be about an alert under this article (`FORM_ARTICLES`)."""
+    allowed = FORM_ARTICLES.get(form)
+    if alert_article is None or allowed is None or alert_article in allowed:
+        return None
+    return f"form {form.value} is not used with Art. {alert_article} alerts: " + _listed(allowed)
+
+
+def category_problem(alert_article: int | None, category: AlertCategory | None) -> str | None:
+    """An alert category is a point of Reg. 2018/1862 Art. 32(1): only Art. 32 alerts have one."""
+    if category is not None and alert_article != 32:
+        return "alert_category is only for Art. 32 alerts (Reg. 2018/1862 Art. 32(1))"
+    return None
+
+
+def child_flag_problem(alert_article: int | None, category: AlertCategory | None) -> str | None:
+    """Art. 8(3) names the children of Art. 32(1)(c) only: the flag needs such an alert."""
+    if alert_article != 32 or category not in (None, AlertCategory.CHILD_ABDUCTION):
+        return (
+            "the child flag is for alerts on children referred to in Reg. 2018/1862 "
+            "Art. 32(1)(c): alert_article 32 with alert_category c"
+        )
+    return None
+
+
+def immediate_reasons(legal_basis: str, alert_flags: Collection[AlertFlag]) -> list[AlertFlag]:
+    """The flags that oblige the SIRENE Bureau to act immediately (Reg. 2018/1862 Art. 8(3)).
+
+    Only police-cooperation alerts (and the EAWs their Art. 26 alerts carry) have this
+    rule; border-check and return alerts have the 12-hour limit alone (Reg. 2018/1861
+    Art. 8(3)). The deadline is not shortened: immediacy is a priority.
+    """
+    if regulation_of(legal_basis) not in (POLICE_COOPERATION, EAW_FRAMEWORK_DECISION):
+        return []
+    return sorted(set(alert_flags))
+
+
+def _listed(articles: Collection[int]) -> str:
+    return "expected one of " + ", ".join(str(article) for article in sorted(articles))
 
 
 def time_limit_rule(
@@ -135,7 +242,6 @@ def time_limit_rule(
     form: Form,
     urgency: Urgency,
     info_access: InfoAccess | None,
-    alert_flags: Collection[AlertFlag] = (),
 ) -> TimeLimitRule:
     """Which row of the table applies; raises UnknownTimeLimit when none does."""
     if legal_basis == DIRECTIVE_2023_977:
@@ -151,12 +257,11 @@ def time_limit_rule(
     if is_sirene_basis(legal_basis):
         if form is Form.J:
             return TimeLimitRule.SIRENE_DATA_ERROR
-        if alert_flags:
-            return TimeLimitRule.SIRENE_IMMEDIATE
         return TimeLimitRule.SIRENE_SUPPLEMENTARY
     raise UnknownTimeLimit(
         "no time limit is known for this legal basis: use DIR_2023_977, "
-        "SIS_2018_1862[_ARTnn], FD_2002_584 or NAW_2005"
+        "SIS_2018_1862[_ARTnn], SIS_2018_1861[_ART24], SIS_2018_1860[_ART3], FD_2002_584 "
+        "or NAW_2005"
     )
 
 
@@ -174,15 +279,10 @@ def time_limit(
     urgency: Urgency,
     info_access: InfoAccess | None,
     received_at: datetime,
-    alert_flags: Collection[AlertFlag] = (),
 ) -> TimeLimit:
     """The applicable rule and its deadline."""
     rule = time_limit_rule(
-        legal_basis=legal_basis,
-        form=form,
-        urgency=urgency,
-        info_access=info_access,
-        alert_flags=alert_flags,
+        legal_basis=legal_basis, form=form, urgency=urgency, info_access=info_access
     )
     return TimeLimit(rule=rule, due_at=due_at(rule, received_at))
 

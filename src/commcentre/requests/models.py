@@ -34,6 +34,8 @@ class SupplementaryRequest(Base):
     reference_key: Mapped[str] = mapped_column(String(128), index=True)
     form: Mapped[str] = mapped_column(String(1))
     alert_article: Mapped[int | None] = mapped_column(SmallInteger)
+    # The point of Reg. 2018/1862 Art. 32(1) (a..e) of an Art. 32 alert.
+    alert_category: Mapped[str | None] = mapped_column(String(1))
     alert_flags: Mapped[list[str]] = mapped_column(JSON)
     sis_alert_ref: Mapped[str | None] = mapped_column(String(64))
     eaw_ref: Mapped[str | None] = mapped_column(String(64))
@@ -85,6 +87,8 @@ class SupplementaryRequest(Base):
         # The listing: most urgent first, by (due_at, id), optionally within a status.
         Index("ix_supplementary_requests_due_at_id", "due_at", "id"),
         Index("ix_supplementary_requests_status_due_at_id", "status", "due_at", "id"),
+        # The work queue: requests to act on immediately (Reg. 2018/1862 Art. 8(3)) first.
+        Index("ix_supplementary_requests_immediate_due_at_id", "immediate", "due_at", "id"),
     )
 
 

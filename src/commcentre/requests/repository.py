@@ -35,6 +35,16 @@ class RequestFilter:
     form: str | None = None
     requesting_state: str | None = None
     due_before: datetime | None = None
+    immediate: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListPosition:
+    """Where a page ended, in the listing's order (immediate first, then due_at, id)."""
+
+    immediate: bool
+    due_at: datetime
+    id: uuid.UUID
 
 
 async def insert_request(session: WriteSession, row: dict[str, Any]) -> None:
@@ -156,10 +166,10 @@ async def list_requests(
     *,
     open_statuses: Collection[str],
     now: datetime,
-    after: tuple[datetime, uuid.UUID] | None,
+    after: ListPosition | None,
     limit: int,
 ) -> Sequence[Any]:
-    """One page ordered by (due_at, id): the most urgent first."""
+    """One page, the most urgent first: those to act on immediately, then by (due_at, id)."""
     query = select(_requests)
     if filters.statuses:
         query = query.where(_requests.c.status.in_(list(filters.statuses)))
@@ -169,21 +179,34 @@ async def list_requests(
         query = query.where(_requests.c.requesting_state == filters.requesting_state)
     if filters.due_before is not None:
         query = query.where(_requests.c.due_at < filters.due_before)
+    if filters.immediate is not None:
+        query = query.where(_requests.c.immediate == filters.immediate)
     overdue = and_(_requests.c.status.in_(list(open_statuses)), _requests.c.due_at < now)
     if filters.overdue is True:
         query = query.where(overdue)
     elif filters.overdue is False:
         query = query.where(~overdue)
     if after is not None:
-        due, last_id = after
-        query = query.where(
+        later_in_group = and_(
+            _requests.c.immediate == after.immediate,
             or_(
-                _requests.c.due_at > due,
-                and_(_requests.c.due_at == due, _requests.c.id > last_id),
-            )
+                _requests.c.due_at > after.due_at,
+                and_(_requests.c.due_at == after.due_at, _requests.c.id > after.id),
+            ),
         )
-    query = query.order_by(_requests.c.due_at, _requests.c.id).limit(limit)
+        # Immediate requests come first: after one of them, every other request follows.
+        query = query.where(
+            or_(later_in_group, _requests.c.immediate.is_(False))
+            if after.immediate
+            else later_in_group
+        )
+    query = query.order_by(*_MOST_URGENT_FIRST).limit(limit)
     return (await session.execute(query)).all()
+
+
+# Reg. 2018/1862 Art. 8(3): requests to act on immediately before the others, then the
+# earliest deadline.
+_MOST_URGENT_FIRST = (_requests.c.immediate.desc(), _requests.c.due_at, _requests.c.id)
 
 
 async def overdue_unescalated(
@@ -196,7 +219,7 @@ async def overdue_unescalated(
             _requests.c.due_at < now,
             _requests.c.escalated_at.is_(None),
         )
-        .order_by(_requests.c.due_at, _requests.c.id)
+        .order_by(*_MOST_URGENT_FIRST)
         .limit(limit)
     )
     return list(await session.scalars(query))

@@ -31,7 +31,7 @@ from commcentre.messages.service import prepare_outbound
 from commcentre.pagination import CursorQuery, LimitQuery, decode_cursor, encode_cursor
 from commcentre.requests import notices, service
 from commcentre.requests.deadlines import Form
-from commcentre.requests.repository import RequestFilter
+from commcentre.requests.repository import ListPosition, RequestFilter
 from commcentre.requests.schemas import (
     DelayNoticeIn,
     EawUpdate,
@@ -99,8 +99,10 @@ async def create_request(
     response_model=RequestPage,
     summary="List requests, most urgent first",
     description=(
-        "Ordered by `due_at`, then id. Metadata only (no free text). `overdue` is derived: "
-        "an open request (received, assigned, awaiting_information) past its `due_at`."
+        "Requests the SIRENE Bureau must act on immediately (`immediate`, Reg. 2018/1862 "
+        "Art. 8(3)) first, then by `due_at`, then id. Metadata only (no free text). "
+        "`overdue` is derived: an open request (received, assigned, awaiting_information) "
+        "past its `due_at`."
     ),
     responses=problem_responses(Forbidden, UnprocessableContent),
 )
@@ -117,6 +119,9 @@ async def list_requests(
     due_before: Annotated[
         IsoDatetime | None, Query(description="due_at < due_before; ISO 8601 with a time zone.")
     ] = None,
+    immediate: Annotated[
+        bool | None, Query(description="Only requests to act on immediately (or only others).")
+    ] = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = 50,
 ) -> RequestPage:
@@ -126,6 +131,7 @@ async def list_requests(
         form=form.value if form else None,
         requesting_state=_country(country) if country is not None else None,
         due_before=due_before,
+        immediate=immediate,
     )
     after = _after(cursor) if cursor is not None else None
     items = await service.list_requests(
@@ -134,7 +140,9 @@ async def list_requests(
     next_cursor = None
     if len(items) == limit:
         last = items[-1]
-        next_cursor = encode_cursor(_CURSOR_KIND, [last.due_at.isoformat(), str(last.id)])
+        next_cursor = encode_cursor(
+            _CURSOR_KIND, [int(last.immediate), last.due_at.isoformat(), str(last.id)]
+        )
     return RequestPage(items=items, next_cursor=next_cursor)
 
 
@@ -420,14 +428,16 @@ def _country(value: str) -> str:
         raise UnprocessableContent(f"country: {exc.message()}") from None
 
 
-def _after(cursor: str) -> tuple[datetime, uuid.UUID]:
+def _after(cursor: str) -> ListPosition:
     position = decode_cursor(_CURSOR_KIND, cursor)
     try:
-        if len(position) != 2 or not all(isinstance(p, str) for p in position):
+        if len(position) != 3 or position[0] not in (0, 1):
             raise ValueError
-        due = datetime.fromisoformat(str(position[0]))
+        if not all(isinstance(p, str) for p in position[1:]):
+            raise ValueError
+        due = datetime.fromisoformat(str(position[1]))
         if due.tzinfo is None:
             raise ValueError
-        return due, uuid.UUID(str(position[1]))
+        return ListPosition(bool(position[0]), due, uuid.UUID(str(position[2])))
     except ValueError:
         raise UnprocessableContent("cursor is not valid for this list") from None

@@ -7,8 +7,15 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from commcentre.clock import IsoDatetime
 from commcentre.messages.schemas import (
@@ -33,6 +40,7 @@ from commcentre.messages.views import MessageAccepted
 from commcentre.pagination import Page
 from commcentre.requests.deadlines import (
     ALERT_ARTICLES,
+    AlertCategory,
     AlertFlag,
     Form,
     InfoAccess,
@@ -40,6 +48,11 @@ from commcentre.requests.deadlines import (
     TimeLimitRule,
     UnknownTimeLimit,
     Urgency,
+    article_of,
+    basis_article_problem,
+    category_problem,
+    child_flag_problem,
+    form_article_problem,
     time_limit_rule,
 )
 from commcentre.requests.states import RequestStatus
@@ -51,10 +64,25 @@ class LinkRole(StrEnum):
     RELATED = "related"
 
 
+_ARTICLE_LIST = ", ".join(str(article) for article in sorted(ALERT_ARTICLES))
+
+
 def _alert_article(value: int | None) -> int | None:
     if value is not None and value not in ALERT_ARTICLES:
-        raise PydanticCustomError("alert_article", "must be one of 26, 32, 34, 36, 38")
+        raise PydanticCustomError("alert_article", f"must be one of {_ARTICLE_LIST}")
     return value
+
+
+def _field_errors(*errors: tuple[str, tuple[str, ...], str]) -> ValidationError:
+    """A validation error naming each field it is about (kind, fields, message)."""
+    return ValidationError.from_exception_data(
+        "RequestCreate",
+        [
+            InitErrorDetails(type=PydanticCustomError(kind, message), loc=(name,), input=None)
+            for kind, names, message in errors
+            for name in names
+        ],
+    )
 
 
 AlertArticle = Annotated[int, AfterValidator(_alert_article)]
@@ -99,12 +127,24 @@ class RequestCreate(InputModel):
     )
 
     reference: Reference
-    form: Form
-    alert_article: AlertArticle | None = None
+    form: Form = Field(
+        description="SIRENE form; A only with Art. 26 alerts, F only with Art. 26, 32 and 36, "
+        "L with alerts on persons, Q with alerts on known persons (see docs/requests.md)."
+    )
+    alert_article: AlertArticle | None = Field(
+        None,
+        description="Alert article: Reg. 2018/1862 Art. 26, 32, 34, 36, 38 or 40; Reg. "
+        "2018/1861 Art. 24; Reg. 2018/1860 Art. 3. Default: the one the legal_basis names.",
+    )
+    alert_category: AlertCategory | None = Field(
+        None, description="Art. 32 alerts: the point of Reg. 2018/1862 Art. 32(1), a to e."
+    )
     alert_flags: list[AlertFlag] = Field(
         default_factory=list,
         max_length=len(AlertFlag),
-        description="terrorism / child: a SIRENE reply is then due at once (Art. 8(3)).",
+        description="terrorism: an alert for terrorist offences; child: an alert on a child "
+        "of Reg. 2018/1862 Art. 32(1)(c). The SIRENE Bureau must then act immediately "
+        "(Art. 8(3)): the request is marked `immediate` and listed first; due_at stays 12 h.",
     )
     sis_alert_ref: AlertRef | None = None
     eaw_ref: AlertRef | None = None
@@ -141,10 +181,34 @@ class RequestCreate(InputModel):
                 form=self.form,
                 urgency=self.urgency,
                 info_access=self.info_access,
-                alert_flags=self.alert_flags,
             )
         except UnknownTimeLimit as exc:
             raise PydanticCustomError("time_limit", str(exc)) from None
+        return self
+
+    @model_validator(mode="after")
+    def _alert_fits_together(self) -> "RequestCreate":
+        """Basis, article, form, category and flags must describe one possible alert."""
+        problem = basis_article_problem(self.legal_basis, self.alert_article)
+        if problem is not None:
+            raise _field_errors(("basis_article", ("legal_basis", "alert_article"), problem))
+        article = self.alert_article or article_of(self.legal_basis)
+        problems = []
+        if (problem := form_article_problem(self.form, article)) is not None:
+            problems.append(("form_article", ("form", "alert_article"), problem))
+        if (problem := category_problem(article, self.alert_category)) is not None:
+            problems.append(("alert_category", ("alert_category", "alert_article"), problem))
+        child = AlertFlag.CHILD in self.alert_flags
+        if child and (problem := child_flag_problem(article, self.alert_category)) is not None:
+            problems.append(("child_flag", ("alert_flags", "alert_category"), problem))
+        if problems:
+            raise _field_errors(*problems)
+        # Art. 32(1)(c) alerts are exactly the child alerts of Art. 8(3): the flag and the
+        # category say the same thing, so either one sets the other.
+        if AlertFlag.CHILD in self.alert_flags:
+            self.alert_category = AlertCategory.CHILD_ABDUCTION
+        elif self.alert_category is AlertCategory.CHILD_ABDUCTION:
+            self.alert_flags = sorted({*self.alert_flags, AlertFlag.CHILD})
         return self
 
     def canonical(self) -> bytes:
@@ -372,6 +436,7 @@ class RequestSummary(BaseModel):
     reference: str
     form: Form
     alert_article: int | None
+    alert_category: AlertCategory | None
     alert_flags: list[AlertFlag]
     sis_alert_ref: str | None
     eaw_ref: str | None
@@ -382,7 +447,11 @@ class RequestSummary(BaseModel):
     info_access: InfoAccess | None
     channel: Channel = Field(description="Where replies and notices about it go.")
     time_limit_rule: TimeLimitRule
-    immediate: bool = Field(description="Due at once (terrorism or child alert).")
+    immediate: bool = Field(
+        description="The SIRENE Bureau must act immediately (Reg. 2018/1862 Art. 8(3): an "
+        "alert for terrorist offences or on an Art. 32(1)(c) child; reasons in alert_flags). "
+        "A priority: such requests are listed first. due_at stays the 12-hour limit."
+    )
     received_at: datetime
     due_at: datetime
     status: RequestStatus

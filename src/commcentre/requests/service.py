@@ -7,6 +7,7 @@ Services flush and never commit. The automation hooks (`open_from_inbound`,
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,9 +23,14 @@ from commcentre.messages.schemas import MessageIn, MessageType
 from commcentre.requests import repository, sealing
 from commcentre.requests.automation import escalate_overdue, open_from_inbound
 from commcentre.requests.channels import channel_of_request, default_channel
-from commcentre.requests.deadlines import article_of, time_limit
+from commcentre.requests.deadlines import (
+    article_of,
+    immediate_reasons,
+    is_sirene_basis,
+    time_limit,
+)
 from commcentre.requests.eaw import check_past, record_eaw
-from commcentre.requests.repository import RequestFilter
+from commcentre.requests.repository import ListPosition, RequestFilter
 from commcentre.requests.schemas import (
     LinkRole,
     ReplyIn,
@@ -77,8 +83,8 @@ async def create_request(
         urgency=body.urgency,
         info_access=body.info_access,
         received_at=received_at,
-        alert_flags=body.alert_flags,
     )
+    immediate = bool(immediate_reasons(body.legal_basis, body.alert_flags))
     links = list({link.message_id: link for link in body.linked_messages}.values())
     found = await repository.existing_messages(
         session, [link.message_id for link in links], now=now
@@ -101,6 +107,7 @@ async def create_request(
             "reference_key": normalize_identifier(body.reference)[:128],
             "form": body.form.value,
             "alert_article": body.alert_article or article_of(body.legal_basis),
+            "alert_category": body.alert_category.value if body.alert_category else None,
             "alert_flags": [flag.value for flag in body.alert_flags],
             "sis_alert_ref": body.sis_alert_ref,
             "eaw_ref": body.eaw_ref,
@@ -111,7 +118,7 @@ async def create_request(
             "info_access": body.info_access.value if body.info_access else None,
             "channel": (body.channel or default_channel(body.legal_basis)).value,
             "time_limit_rule": limit.rule.value,
-            "immediate": limit.immediate,
+            "immediate": immediate,
             "received_at": received_at,
             "due_at": limit.due_at,
             "status": RequestStatus.RECEIVED.value,
@@ -157,7 +164,7 @@ async def create_request(
         "requesting_state": body.requesting_state,
         "legal_basis": body.legal_basis,
         "time_limit_rule": limit.rule.value,
-        "immediate": limit.immediate,
+        "immediate": immediate,
         "linked_messages": [str(link.message_id) for link in links],
         "subject_recorded": body.subject is not None,
         "note_recorded": body.note is not None,
@@ -245,7 +252,7 @@ async def list_requests(
     session: AsyncSession,
     *,
     filters: RequestFilter,
-    after: tuple[datetime, uuid.UUID] | None,
+    after: ListPosition | None,
     limit: int,
     now: datetime,
 ) -> list[RequestSummary]:
@@ -321,10 +328,30 @@ async def reply_message(
     )
     if answered:
         fields["in_reply_to"] = str(answered[-1])
+    if (block := sirene_block_of(row)) is not None:
+        fields["sirene"] = block
     try:
         return MessageIn.model_validate(fields)
     except ValidationError as exc:
         raise validation_problem(exc) from None
+
+
+def sirene_block_of(row: Any) -> dict[str, Any] | None:
+    """The SIRENE block a message about this request carries: its form, alert and EAW.
+
+    A SIRENE exchange stays about one alert: the reply to a J form on an Art. 32 alert
+    is a J form on that Art. 32 alert, with its SIS alert id. None for other requests.
+    """
+    if not is_sirene_basis(row.legal_basis):
+        return None
+    block = {
+        "form": row.form,
+        "alert_article": row.alert_article,
+        "alert_category": row.alert_category,
+        "sis_alert_ref": row.sis_alert_ref,
+        "eaw_ref": row.eaw_ref,
+    }
+    return {name: value for name, value in block.items() if value is not None}
 
 
 def answering_hook(

@@ -8,6 +8,7 @@ from commcentre.crypto import Envelope
 from commcentre.requests import sealing
 from commcentre.requests.channels import channel_of_request
 from commcentre.requests.deadlines import (
+    AlertCategory,
     AlertFlag,
     Form,
     InfoAccess,
@@ -67,6 +68,7 @@ def summary_of(row: Any, *, now: datetime) -> RequestSummary:
         reference=row.reference,
         form=Form(row.form),
         alert_article=row.alert_article,
+        alert_category=AlertCategory(row.alert_category) if row.alert_category else None,
         alert_flags=[AlertFlag(flag) for flag in row.alert_flags],
         sis_alert_ref=row.sis_alert_ref,
         eaw_ref=row.eaw_ref,

@@ -18,6 +18,7 @@ from commcentre.adapters.base import OutboundMessage
 from commcentre.adapters.formats import (
     CANONICAL_SUBJECT_PATHS,
     HANDLING_PATHS,
+    SIRENE_ONLY,
     DocumentFields,
     EnvelopeFields,
     Evaluation,
@@ -43,7 +44,9 @@ from commcentre.messages.schemas import MessageIn, Reference, SubjectKind
 FORMAT: Final = "commcentre.siena-like/1"
 EntityType = Literal["Person", "Document", "Vehicle", "Substance"]
 
-ENVELOPE_PATHS: Final = field_paths(MessageIn, base=("message",), renames=HANDLING_PATHS)
+ENVELOPE_PATHS: Final = field_paths(
+    MessageIn, base=("message",), renames=HANDLING_PATHS, exclude=SIRENE_ONLY
+)
 ENTITY_TYPES: Final[Mapping[SubjectKind, EntityType]] = {
     SubjectKind.PERSON: "Person",
     SubjectKind.DOCUMENT: "Document",

@@ -21,6 +21,7 @@ from commcentre.adapters.base import OutboundMessage
 from commcentre.adapters.formats import (
     CANONICAL_SUBJECT_PATHS,
     HANDLING_PATHS,
+    SIRENE_ONLY,
     EnvelopeFields,
     Evaluation,
     Handling,
@@ -58,7 +59,7 @@ FORMAT: Final = "commcentre.interpol-like/1"
 RequestType = Literal["diffusion", "notice_request", "information"]
 
 ENVELOPE_PATHS: Final = field_paths(
-    MessageIn, renames={"type": ("message_type",), **HANDLING_PATHS}
+    MessageIn, renames={"type": ("message_type",), **HANDLING_PATHS}, exclude=SIRENE_ONLY
 )
 PERSON_PATHS: Final = field_paths(
     Person,

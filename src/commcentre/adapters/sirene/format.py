@@ -7,10 +7,14 @@ subjects by kind (each record's `seq` keeps the message's subject order). No
 public schema of the SIRENE forms exists (DOMAIN.md): this is commcentre's own
 format, not the SIRENE Manual's, and it claims no conformance.
 
-The canonical message has no form field, so the form is derived: a hit is
-form G, anything else the partner's configured default (M, miscellaneous,
-unless configured). `alert_article`, `sis_alert_ref` and `eaw_ref` cannot be
-filled from the canonical message: they are never written, only read.
+The message's `sirene` block travels both ways: `form`, `alert_article`,
+`alert_category`, `sis_alert_ref` and `eaw_ref` are top-level fields of the
+document, and a document read back gives the block again (a J form on an
+Art. 32 alert stays a J form on an Art. 32 alert). A message without the block
+gets a derived form: a hit is form G, anything else the partner's configured
+default (M, miscellaneous, unless configured); read back, it has a block with
+that form. Whether the form fits the alert is not checked here: a partner's
+document is kept even when it contradicts itself (see `requests.automation`).
 """
 
 from collections.abc import Mapping, Sequence
@@ -23,10 +27,12 @@ from commcentre.adapters.base import OutboundMessage
 from commcentre.adapters.formats import (
     CANONICAL_SUBJECT_PATHS,
     HANDLING_PATHS,
+    SIRENE_ONLY,
     DocumentFields,
     EnvelopeFields,
     Evaluation,
     Handling,
+    Loc,
     ParsedInbound,
     PersonFields,
     Sequenced,
@@ -50,12 +56,20 @@ FORMAT: Final = "commcentre.sirene-like/1"
 # A: EAW data, G: hit, H: hit but the action cannot be taken, I: another purpose,
 # J: data error, L: fingerprints/photos, M: miscellaneous, Q: misused identity, F: flag.
 SireneForm = Literal["A", "G", "H", "I", "J", "L", "M", "Q", "F"]
-# 26 arrest, 32 missing, 34 judicial, 36 discreet/specific check, 38 objects.
-AlertArticle = Literal[26, 32, 34, 36, 38]
+# Reg. 2018/1862: 26 arrest, 32 missing and vulnerable persons, 34 judicial procedure,
+# 36 discreet/inquiry/specific check, 38 objects, 40 unknown wanted persons; Reg.
+# 2018/1861 Art. 24 refusal of entry and stay; Reg. 2018/1860 Art. 3 return.
+AlertArticle = Literal[3, 24, 26, 32, 34, 36, 38, 40]
+# The point of Reg. 2018/1862 Art. 32(1) of an Art. 32 alert.
+AlertCategory = Literal["a", "b", "c", "d", "e"]
 
 ENVELOPE_PATHS: Final = field_paths(
-    MessageIn, renames={"type": ("message_type",), "case_ref": ("reference",), **HANDLING_PATHS}
+    MessageIn,
+    renames={"type": ("message_type",), "case_ref": ("reference",), **HANDLING_PATHS},
+    exclude=SIRENE_ONLY,
 )
+# The fields of the message's `sirene` block, each a top-level field of the document.
+SIRENE_FIELDS: Final = ("form", "alert_article", "alert_category", "sis_alert_ref", "eaw_ref")
 SECTIONS: Final[Mapping[SubjectKind, str]] = {
     SubjectKind.PERSON: "persons",
     SubjectKind.DOCUMENT: "documents",
@@ -97,6 +111,7 @@ class SireneWireForm(EnvelopeFields):
     message_type: str
     reference: str | None = None
     alert_article: AlertArticle | None = None
+    alert_category: AlertCategory | None = None
     sis_alert_ref: Reference | None = None
     eaw_ref: Reference | None = None
     handling: Handling = Handling()
@@ -121,14 +136,20 @@ def to_wire(
         sections[SECTIONS[SubjectKind(subject.kind)]].append(
             {"seq": seq, **subject_values(subject)}
         )
+    block = (
+        content.sirene.model_dump(mode="json", exclude_none=True)
+        if content.sirene is not None
+        else {"form": choose_form(content.type, default_form)}
+    )
     return {
         "format": FORMAT,
-        "form": choose_form(content.type, default_form),
+        "form": block.pop("form"),
         "message_id": str(message.id),
         "delivery_id": str(delivery_id),
         "sirene_bureau": sender,
         "created_at": wire_timestamp(message.created_at),
         **place(envelope_values(content), ENVELOPE_PATHS),
+        **block,
         **sections,
     }
 
@@ -136,8 +157,8 @@ def to_wire(
 def from_wire(doc: Mapping[str, Any]) -> ParsedInbound:
     """Read a SIRENE-like form; raises `WireFormatError` naming the JSON path.
 
-    The form letter, alert article and SIS/EAW references are checked but have no
-    place in the canonical message.
+    The form letter, alert article and category and the SIS/EAW references become the
+    message's `sirene` block.
     """
     wire = validate_wire(SireneWireForm, doc)
     records: Sequence[tuple[SubjectKind, Sequence[Sequenced]]] = (
@@ -153,6 +174,9 @@ def from_wire(doc: Mapping[str, Any]) -> ParsedInbound:
         for kind, section in records
         for index, record in enumerate(section)
     ]
-    envelope = lift(wire.model_dump(), ENVELOPE_PATHS)
-    message = assemble(envelope, ENVELOPE_PATHS, in_seq_order(subjects))
+    dumped = wire.model_dump()
+    envelope = lift(dumped, ENVELOPE_PATHS)
+    envelope["sirene"] = {name: dumped[name] for name in SIRENE_FIELDS if dumped[name] is not None}
+    locations: dict[Loc, Loc] = {("sirene", name): (name,) for name in SIRENE_FIELDS}
+    message = assemble(envelope, ENVELOPE_PATHS, in_seq_order(subjects), locations=locations)
     return ParsedInbound(message=message, partner_ref=wire.message_id)
