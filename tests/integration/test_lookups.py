@@ -7,6 +7,8 @@ import httpx
 from tests.conftest import MakeUser
 from tests.factories import EXAMPLE_MESSAGE, document_message
 
+WHY = {"X-Justification": "border check, case 2026/4411"}
+
 
 async def test_lookup_finds_normalised_identifiers(
     http: httpx.AsyncClient, make_user: MakeUser
@@ -22,7 +24,9 @@ async def test_lookup_finds_normalised_identifiers(
         {"kind": "document", "number": spaced},
         {"kind": "document", "number": spaced, "issuing_country": "SE"},
     ]
-    response = await http.post("/v1/lookups", json={"queries": queries}, headers=owner.headers)
+    response = await http.post(
+        "/v1/lookups", json={"queries": queries}, headers=owner.headers | WHY
+    )
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert [r["hit"] for r in results] == [True, True, False]
@@ -42,7 +46,7 @@ async def test_lookup_vehicle_and_person(http: httpx.AsyncClient, make_user: Mak
         {"kind": "person", "surname": "Virtanen", "forename": "Maija"},
     ]
     results = (
-        await http.post("/v1/lookups", json={"queries": queries}, headers=owner.headers)
+        await http.post("/v1/lookups", json={"queries": queries}, headers=owner.headers | WHY)
     ).json()["results"]
     assert [r["hit"] for r in results] == [True, True, True, True, False]
 
@@ -55,7 +59,7 @@ async def test_lookup_sees_only_visible_messages(
     number = f"ZZ{uuid.uuid4().int % 10**7:07d}"
     await http.post("/v1/messages", json=document_message(number), headers=owner.headers)
     query = {"queries": [{"kind": "document", "number": number, "issuing_country": "FI"}]}
-    result = (await http.post("/v1/lookups", json=query, headers=stranger.headers)).json()[
+    result = (await http.post("/v1/lookups", json=query, headers=stranger.headers | WHY)).json()[
         "results"
     ][0]
     assert result == {**result, "hit": False, "matches": 0, "message_ids": []}
@@ -92,5 +96,5 @@ async def test_bad_lookups_are_422(http: httpx.AsyncClient, make_user: MakeUser)
         {"queries": [{"kind": "document", "number": "X1", "extra": 1}]},
         {"queries": [{"kind": "document", "number": "X1"}] * 101},
     ):
-        response = await http.post("/v1/lookups", json=body, headers=owner.headers)
+        response = await http.post("/v1/lookups", json=body, headers=owner.headers | WHY)
         assert response.status_code == 422, body

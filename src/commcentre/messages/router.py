@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
 from commcentre.audit.service import append
@@ -24,6 +24,7 @@ from commcentre.errors import (
     validation_problem,
 )
 from commcentre.idempotency.headers import IdempotencyKeyHeader
+from commcentre.justification import JustificationHeader
 from commcentre.messages import forwarding, service
 from commcentre.messages.forwarding import ForwardRequest
 from commcentre.messages.identifiers import LookupRequest, normalize_identifier
@@ -43,25 +44,6 @@ from commcentre.routing.rules import UnroutableMessage
 from commcentre.runtime import Runtime, RuntimeDep
 
 router = APIRouter(tags=["messages"])
-
-JustificationHeader = Annotated[
-    str,
-    Header(
-        alias="X-Justification",
-        min_length=1,
-        max_length=500,
-        description="Why you consult this payload (audited under the Law Enforcement Directive).",
-    ),
-]
-OptionalJustification = Annotated[
-    str | None,
-    Header(
-        alias="X-Justification",
-        min_length=1,
-        max_length=500,
-        description="Recorded in the audit log.",
-    ),
-]
 
 
 @router.post(
@@ -318,8 +300,8 @@ async def lookup(
     principal: MessageReader,
     read_session: ReadSessionDep,
     session: SessionDep,
+    justification: JustificationHeader,
     runtime: RuntimeDep,
-    justification: OptionalJustification = None,
 ) -> LookupResponse:
     result = await service.lookup(
         read_session,

@@ -308,7 +308,7 @@ async def lookup(
     *,
     principal: Principal,
     vault: MessageVault,
-    justification: str | None,
+    justification: str,
     now: datetime,
 ) -> LookupResponse:
     """Hit check through the blind index: no payload is decrypted."""
