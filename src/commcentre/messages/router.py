@@ -290,8 +290,11 @@ async def forward_message(
     response_model=LookupResponse,
     summary="Hit check over past traffic",
     description=(
-        "Has this document, vehicle or person been in traffic you may see? Answered from the "
-        "blind index (HMAC of normalised identifiers): no payload is decrypted. Audited."
+        "Has this document, vehicle, person or national id been in traffic you may see? "
+        "Answered from the blind index (HMAC of normalised identifiers): no payload is "
+        "decrypted. A consultation under the Law Enforcement Directive: needs "
+        "`X-Justification`, and each query is audited with the justification, the keyed "
+        "digests of its normalised terms (never the terms) and the ids it returned."
     ),
     responses=problem_responses(Forbidden, UnprocessableContent, ServiceUnavailable),
 )
