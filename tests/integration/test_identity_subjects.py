@@ -14,6 +14,11 @@ from tests.factories import message
 WHY = {"X-Justification": "identity check, case 2026/4411"}
 
 
+def own_case() -> str:
+    """A case of its own: other tests list the example's case and page through it."""
+    return f"FI-IDENT-{uuid.uuid4().hex[:12].upper()}"
+
+
 async def test_lookup_by_finnish_identity_code_respects_the_century_sign(
     http: httpx.AsyncClient, make_user: MakeUser
 ) -> None:
@@ -32,7 +37,7 @@ async def test_lookup_by_finnish_identity_code_respects_the_century_sign(
         "national_id_country": "FIN",
     }
     created = await http.post(
-        "/v1/messages", json=message(subjects=[person]), headers=owner.headers
+        "/v1/messages", json=message(subjects=[person], case_ref=own_case()), headers=owner.headers
     )
     assert created.status_code == 202, created.text
     queries = [
@@ -63,7 +68,7 @@ async def test_special_icao_codes_and_mrz_through_the_api(
          "issuing_country": "EUE", "status": "lost", "mrz": mrz},
     ]  # fmt: skip
     created = await http.post(
-        "/v1/messages", json=message(subjects=subjects), headers=owner.headers
+        "/v1/messages", json=message(subjects=subjects, case_ref=own_case()), headers=owner.headers
     )
     assert created.status_code == 202, created.text
     read = (
@@ -92,7 +97,9 @@ async def test_bad_identity_data_is_422_naming_the_field(
     document = {"kind": "document", "number": "L898902C3", "type": "passport",
                 "issuing_country": "FI", "status": "lost", "mrz": mrz}  # fmt: skip
     response = await http.post(
-        "/v1/messages", json=message(subjects=[document]), headers=owner.headers
+        "/v1/messages",
+        json=message(subjects=[document], case_ref=own_case()),
+        headers=owner.headers,
     )
     assert response.status_code == 422
     [error] = response.json()["errors"]
@@ -102,7 +109,7 @@ async def test_bad_identity_data_is_422_naming_the_field(
     person = {"kind": "person", "surnames": ["X"], "national_id": "131052-308U",
               "national_id_country": "FI"}  # fmt: skip
     response = await http.post(
-        "/v1/messages", json=message(subjects=[person]), headers=owner.headers
+        "/v1/messages", json=message(subjects=[person], case_ref=own_case()), headers=owner.headers
     )
     assert response.status_code == 422
     [error] = response.json()["errors"]

@@ -5,13 +5,14 @@ must make it possible to establish its justification. A justification stored as
 mojibake (``cafÃ© â\x98\x83`` for ``café ☃``) no longer says what the operator wrote.
 """
 
+import uuid
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import ApiUser, MakeUser
-from tests.factories import EXAMPLE_MESSAGE
+from tests.factories import message
 from tests.integration.requests_support import directive_request, unique_ref
 
 TEXT = "café ☃ — Åland ärende 2026/4411"
@@ -44,7 +45,9 @@ async def consultations(
 
 
 async def submitted(http: httpx.AsyncClient, user: ApiUser) -> str:
-    response = await http.post("/v1/messages", json=EXAMPLE_MESSAGE, headers=user.headers)
+    # A case of its own: other tests list the example's case and page through it.
+    body = message(case_ref=f"FI-JUST-{uuid.uuid4().hex[:12].upper()}")
+    response = await http.post("/v1/messages", json=body, headers=user.headers)
     assert response.status_code == 202, response.text
     message_id: str = response.json()["id"]
     return message_id

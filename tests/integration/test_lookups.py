@@ -132,7 +132,11 @@ async def test_each_query_is_audited_with_its_digest_and_the_ids_returned(
     auditor = await make_user("audit:read")
     number = f"AU{uuid.uuid4().int % 10**7:07d}"
     message_id = (
-        await http.post("/v1/messages", json=document_message(number, "FI"), headers=owner.headers)
+        await http.post(
+            "/v1/messages",
+            json=document_message(number, "FI", case_ref=f"FI-AUDIT-{number}"),
+            headers=owner.headers,
+        )
     ).json()["id"]
     queries = [
         {"kind": "document", "number": number.lower(), "issuing_country": "FIN"},
