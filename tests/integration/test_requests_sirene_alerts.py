@@ -173,7 +173,7 @@ async def test_immediate_requests_come_first_in_the_work_queue(
     """Reg. (EU) 2018/1862 Art. 8(3): the SIRENE Bureau acts immediately on terrorism and
     Art. 32(1)(c) child alerts, so the work queue lists them before requests whose
     12-hour limit runs out sooner."""
-    state = "LU"  # only this test files requests from Luxembourg
+    state = "CY"  # only this test files requests from Cyprus
     now = ra.clock()
     earlier = sirene_request(requesting_state=state, received_at=iso(now - timedelta(hours=3)))
     child = sirene_request(

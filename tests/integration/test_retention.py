@@ -189,7 +189,9 @@ async def test_expired_messages_are_shredded_removed_and_audited(
     read = await http.get(f"/v1/messages/{short}", headers={"X-Justification": "retention test"})
     assert read.status_code == 404
     lookup = await http.post(
-        "/v1/lookups", json={"queries": [{"kind": "document", "number": "RT0000001"}]}
+        "/v1/lookups",
+        json={"queries": [{"kind": "document", "number": "RT0000001"}]},
+        headers={"X-Justification": "retention test"},
     )
     assert lookup.json()["results"][0]["hit"] is False
     assert (

@@ -48,6 +48,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/requests/{request_id}/transitions"): Rule("requests:manage"),
     ("POST", "/v1/requests/{request_id}/eaw"): Rule("requests:manage"),
     ("POST", "/v1/requests/{request_id}/reply"): Rule("requests:manage"),
+    ("POST", "/v1/requests/{request_id}/delay-notice"): Rule("requests:manage"),
     ("GET", "/v1/audit"): Rule("audit:read"),
     ("GET", "/v1/audit/verify"): Rule("audit:read"),
 }

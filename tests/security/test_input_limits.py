@@ -73,6 +73,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/requests/{request_id}/transitions"): {"to": "assigned"},
     ("POST", "/v1/requests/{request_id}/eaw"): {"extension": True},
     ("POST", "/v1/requests/{request_id}/reply"): {"body": "Nothing found."},
+    ("POST", "/v1/requests/{request_id}/delay-notice"): {
+        "reason": "The registry needs a prosecutor's authorisation.",
+        "expected_at": "2099-01-01T12:00:00Z",
+    },
 }
 
 # Fields a client must never set, whatever the resource (the response models add theirs).

@@ -8,7 +8,6 @@ through the normalisers below: `xx 123-4567` and `XX1234567` are one document
 number, `Mäki` and `MAKI` one name, `D` and `DE` one country.
 """
 
-import re
 import unicodedata
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -16,11 +15,17 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from commcentre.messages.mrz import parse_mrz
+from commcentre.messages.national_ids import check_national_id
+from commcentre.messages.normalise import (
+    normalize_identifier as normalize_identifier,  # re-exported: imported from here elsewhere
+)
 from commcentre.messages.schemas import (
     CountryCode,
     Document,
     Identifier,
     InputModel,
+    IssuerCode,
     MessageIn,
     Name,
     PartialDate,
@@ -39,52 +44,17 @@ class IdentifierKind(StrEnum):
     VIN = "vin"
     PLATE = "plate"  # registration country | plate
     PERSON = "person"  # surname | forename | date of birth (at one precision)
+    NATIONAL_ID = "national_id"  # issuing country | id (Finnish codes keep the century sign)
     CASE_REF = "case_ref"
 
 
 Token = tuple[IdentifierKind, str]
-
-# Separators that people type inconsistently inside numbers: spaces, dashes (any
-# Unicode dash, as pasted from word processors), dots, slashes, underscores, and
-# invisible format characters such as zero-width spaces.
-_SEPARATOR_CATEGORIES = frozenset({"Pd", "Cf", "Zs", "Zl", "Zp"})
-_SEPARATORS = frozenset("-./_")
 
 # Latin letters that carry no decomposition in Unicode, so NFKD cannot strip them.
 _NO_DECOMPOSITION = str.maketrans(
     {"Ø": "O", "Æ": "AE", "Œ": "OE", "Đ": "D", "Ð": "D", "Ł": "L", "Þ": "TH", "Ħ": "H"}
 )
 _MAX_NAMES = 10  # per side of the surname x forename product, to bound the token count
-
-
-# ASCII fast path: the only ASCII separators are whitespace and "-./_" (no ASCII
-# character is in Cf, and "-" is the only ASCII Pd).
-_ASCII_SEPARATORS = re.compile(r"[\s\-./_]")
-
-
-def _drop_separators(text: str) -> str:
-    if text.isascii():
-        return _ASCII_SEPARATORS.sub("", text)
-    return "".join(
-        char
-        for char in text
-        if not (
-            char.isspace()
-            or char in _SEPARATORS
-            or unicodedata.category(char) in _SEPARATOR_CATEGORIES
-        )
-    )
-
-
-def normalize_identifier(value: str) -> str:
-    """A document number, plate, VIN or reference as indexed: NFKC, upper case, no separators.
-
-    ``normalize_identifier("xx 123-4567") == "XX1234567"``. Idempotent.
-    """
-    text = _drop_separators(unicodedata.normalize("NFKC", value).upper())
-    # Upper-casing and dropping a separator between a letter and a combining mark
-    # can leave text that NFKC composes differently, so normalise once more.
-    return _drop_separators(unicodedata.normalize("NFKC", text))
 
 
 def normalize_name(value: str) -> str:
@@ -127,6 +97,14 @@ def _person_tokens(person: Person) -> set[Token]:
     }
 
 
+def national_id_token(country: str, national_id: str) -> Token:
+    """The token of a validated national id: Finnish codes whole, sign included."""
+    # check_national_id gives Finnish codes their one written form; a generic
+    # normalisation would drop the "-" century sign and merge different people.
+    number = national_id if country == "FI" else normalize_identifier(national_id)
+    return (IdentifierKind.NATIONAL_ID, f"{country}|{number}")
+
+
 def _document_tokens(country: str | None, number: str) -> list[Token]:
     normalised = normalize_identifier(number)
     if country is None:
@@ -150,18 +128,27 @@ def message_tokens(msg: MessageIn) -> set[Token]:
     ``country|plate`` (a plate without a country is not indexed: it is not unique);
     persons ``surname|forename|dob`` for each surname and name at birth times each
     forename (at most 10 x 10) and each precision of the date of birth
-    (:func:`dob_precisions`); persons without a surname or forename are not indexed.
+    (:func:`dob_precisions`), and ``country|national id`` when the id's country is
+    given; persons without a surname or forename are not indexed by name. A
+    document's MRZ adds its document number (the same as ``number``, which the
+    schema checks).
     The case reference gives one token.
     """
     tokens: set[Token] = set()
     for subject in msg.subjects:
         if isinstance(subject, Document):
-            tokens.update(_document_tokens(subject.issuing_country, subject.number))
-            tokens.update(_document_tokens(None, subject.number))
+            numbers = {subject.number}
+            if subject.mrz is not None:
+                numbers.add(parse_mrz(subject.mrz).document_number)
+            for number in numbers:
+                tokens.update(_document_tokens(subject.issuing_country, number))
+                tokens.update(_document_tokens(None, number))
         elif isinstance(subject, Vehicle):
             tokens.update(_vehicle_tokens(subject.vin, subject.plate, subject.registration_country))
         elif isinstance(subject, Person):
             tokens.update(_person_tokens(subject))
+            if subject.national_id is not None and subject.national_id_country is not None:
+                tokens.add(national_id_token(subject.national_id_country, subject.national_id))
     if msg.case_ref is not None:
         tokens.add((IdentifierKind.CASE_REF, normalize_identifier(msg.case_ref)))
     return tokens
@@ -172,7 +159,7 @@ class DocumentQuery(InputModel):
 
     kind: Literal["document"]
     number: Identifier
-    issuing_country: CountryCode | None = None
+    issuing_country: IssuerCode | None = None
 
 
 class VehicleQuery(InputModel):
@@ -220,7 +207,23 @@ class PersonQuery(InputModel):
         return value
 
 
-LookupQuery = Annotated[DocumentQuery | VehicleQuery | PersonQuery, Field(discriminator="kind")]
+class NationalIdQuery(InputModel):
+    """Has the person with this national id (issued by this country) been in traffic?"""
+
+    kind: Literal["national_id"]
+    # Before number: the country decides how the number is validated.
+    country: CountryCode
+    number: Identifier
+
+    @field_validator("number")
+    @classmethod
+    def _valid_for_country(cls, value: str, info: ValidationInfo) -> str:
+        country = info.data.get("country")
+        return value if country is None else check_national_id(country, value)
+
+
+AnyQuery = DocumentQuery | VehicleQuery | PersonQuery | NationalIdQuery
+LookupQuery = Annotated[AnyQuery, Field(discriminator="kind")]
 
 LOOKUP_EXAMPLE: dict[str, Any] = {
     "queries": [
@@ -241,12 +244,12 @@ class LookupRequest(InputModel):
 
     queries: Annotated[
         list[LookupQuery],
-        tagged_union_list("document", "vehicle", "person"),
+        tagged_union_list("document", "vehicle", "person", "national_id"),
         Field(min_length=1, max_length=100),
     ]
 
 
-def query_tokens(query: DocumentQuery | VehicleQuery | PersonQuery) -> list[Token]:
+def query_tokens(query: AnyQuery) -> list[Token]:
     """The tokens whose presence in the blind index means a hit for this query.
 
     - Document with an issuing country: ``(document, "FI|XP1234567")``; without one:
@@ -259,10 +262,14 @@ def query_tokens(query: DocumentQuery | VehicleQuery | PersonQuery) -> list[Toke
       full date, but not one stored only as ``1984-07`` (the day is unknown there, so
       it would be a guess). A lookup without a date of birth finds every person of
       that name, with or without one.
+    - National id: ``(national_id, "FI|131052-308T")``; a Finnish code matches only with
+      the same century sign.
     """
     if isinstance(query, DocumentQuery):
         return _document_tokens(query.issuing_country, query.number)
     if isinstance(query, VehicleQuery):
         return _vehicle_tokens(query.vin, query.plate, query.registration_country)
+    if isinstance(query, NationalIdQuery):
+        return [national_id_token(query.country, query.number)]
     surname, forename = normalize_name(query.surname), normalize_name(query.forename)
     return [(IdentifierKind.PERSON, f"{surname}|{forename}|{query.date_of_birth or ''}")]

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
 from commcentre.audit.service import append
@@ -24,6 +24,7 @@ from commcentre.errors import (
     validation_problem,
 )
 from commcentre.idempotency.headers import IdempotencyKeyHeader
+from commcentre.justification import JustificationHeader
 from commcentre.messages import forwarding, service
 from commcentre.messages.forwarding import ForwardRequest
 from commcentre.messages.identifiers import LookupRequest, normalize_identifier
@@ -43,25 +44,6 @@ from commcentre.routing.rules import UnroutableMessage
 from commcentre.runtime import Runtime, RuntimeDep
 
 router = APIRouter(tags=["messages"])
-
-JustificationHeader = Annotated[
-    str,
-    Header(
-        alias="X-Justification",
-        min_length=1,
-        max_length=500,
-        description="Why you consult this payload (audited under the Law Enforcement Directive).",
-    ),
-]
-OptionalJustification = Annotated[
-    str | None,
-    Header(
-        alias="X-Justification",
-        min_length=1,
-        max_length=500,
-        description="Recorded in the audit log.",
-    ),
-]
 
 
 @router.post(
@@ -308,8 +290,11 @@ async def forward_message(
     response_model=LookupResponse,
     summary="Hit check over past traffic",
     description=(
-        "Has this document, vehicle or person been in traffic you may see? Answered from the "
-        "blind index (HMAC of normalised identifiers): no payload is decrypted. Audited."
+        "Has this document, vehicle, person or national id been in traffic you may see? "
+        "Answered from the blind index (HMAC of normalised identifiers): no payload is "
+        "decrypted. A consultation under the Law Enforcement Directive: needs "
+        "`X-Justification`, and each query is audited with the justification, the keyed "
+        "digests of its normalised terms (never the terms) and the ids it returned."
     ),
     responses=problem_responses(Forbidden, UnprocessableContent, ServiceUnavailable),
 )
@@ -318,8 +303,8 @@ async def lookup(
     principal: MessageReader,
     read_session: ReadSessionDep,
     session: SessionDep,
+    justification: JustificationHeader,
     runtime: RuntimeDep,
-    justification: OptionalJustification = None,
 ) -> LookupResponse:
     result = await service.lookup(
         read_session,

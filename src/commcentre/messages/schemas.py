@@ -32,6 +32,9 @@ from pydantic import (
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError, PydanticKnownError
 
 from commcentre.clock import utcnow
+from commcentre.messages.mrz import parse_mrz
+from commcentre.messages.national_ids import check_national_id
+from commcentre.messages.normalise import normalize_identifier
 from commcentre.requests.deadlines import (
     ALERT_ARTICLES,
     AlertCategory,
@@ -124,6 +127,20 @@ class PersonWarning(StrEnum):
     TERRORISM = "terrorism"
 
 
+class InterpolNoticeColour(StrEnum):
+    """INTERPOL's notices about persons (interpol.int, "About Notices")."""
+
+    RED = "red"  # locate and provisionally arrest, pending extradition
+    YELLOW = "yellow"  # locate a missing person, identify one who cannot say who they are
+    BLUE = "blue"  # collect information on a person's identity, location or activities
+    BLACK = "black"  # information on unidentified bodies
+    GREEN = "green"  # warn about a person's criminal activities
+    ORANGE = "orange"  # warn of a serious and imminent threat to public safety
+    PURPLE = "purple"  # modus operandi, objects, devices, concealment methods
+    SILVER = "silver"  # assets linked to a person's criminal activities (pilot since 2025)
+    UN_SPECIAL = "un_special"  # INTERPOL-United Nations Security Council Special Notice
+
+
 class DocumentType(StrEnum):
     PASSPORT = "passport"
     DIPLOMATIC_PASSPORT = "diplomatic_passport"
@@ -186,25 +203,81 @@ def _error(kind: str, message: str) -> PydanticCustomError:
 
 
 # Country codes: ISO 3166-1 alpha-2/alpha-3 plus the ICAO Doc 9303 Part 3 codes that
-# differ from ISO (Germany's D; the UK nationality categories GBD, GBN, GBO, GBP, GBS).
+# differ from ISO (Germany's D; the UK nationality categories GBD, GBN, GBO, GBP, GBS),
+# and Kosovo: XK, the user-assigned code the EU uses, and RKS, its ICAO code.
 _COUNTRIES: dict[str, str] = {
     **{c.alpha_2: c.alpha_2 for c in pycountry.countries},
     **{c.alpha_3: c.alpha_2 for c in pycountry.countries},
     "D": "DE",
     **dict.fromkeys(("GBD", "GBN", "GBO", "GBP", "GBS"), "GB"),
+    "XK": "XK",
+    "RKS": "XK",
 }
+
+# ICAO Doc 9303 Part 3 section 5 codes that name no country, so no ISO alpha-2 exists:
+# they are stored as themselves (three letters, never confused with an alpha-2).
+ICAO_NATIONALITY_CODES = frozenset(
+    {
+        "XXA",  # stateless person (Art. 1, 1954 Convention on the Status of Stateless Persons)
+        "XXB",  # refugee (Art. 1, 1951 Convention relating to the Status of Refugees)
+        "XXC",  # refugee other than XXB
+        "XXX",  # person of unspecified nationality
+    }
+)
+ICAO_ORGANISATION_CODES = frozenset(
+    {
+        "EUE",  # European Union
+        "UNO",  # United Nations Organization or one of its officials
+        "UNA",  # a specialized agency of the United Nations or one of its officials
+        "UNK",  # resident of Kosovo given a travel document by UNMIK
+        "XPO",  # INTERPOL or one of its officials
+        "XOM",  # Sovereign Military Order of Malta or one of its emissaries
+        "XBA",  # African Development Bank
+        "XIM",  # African Export-Import Bank
+        "XCC",  # Caribbean Community or one of its emissaries
+        "XCE",  # Council of Europe
+        "XCO",  # Common Market for Eastern and Southern Africa
+        "XEC",  # Economic Community of West African States
+        "XES",  # Organisation of Eastern Caribbean States
+        "XMP",  # Parliamentary Assembly of the Mediterranean
+        "XDC",  # Southern African Development Community
+    }
+)
+
+
+def _lookup_code(value: str, extra: frozenset[str], expected: str) -> str:
+    # isascii() first: str.upper() maps some non-ASCII letters onto ASCII ones.
+    code = value.strip().upper() if value.isascii() else ""
+    if code in extra:
+        return code
+    country = _COUNTRIES.get(code)
+    if country is None:
+        raise _error("country_code", f"unknown country code: expected {expected}")
+    return country
 
 
 def normalize_country(value: str) -> str:
     """ISO 3166-1 alpha-2 for an alpha-2, alpha-3 or ICAO 9303 code, any case."""
-    # isascii() first: str.upper() maps some non-ASCII letters onto ASCII ones.
-    code = _COUNTRIES.get(value.strip().upper()) if value.isascii() else None
-    if code is None:
-        raise _error(
-            "country_code",
-            "unknown country code: expected ISO 3166-1 alpha-2 or alpha-3, or an ICAO 9303 code",
-        )
-    return code
+    return _lookup_code(value, frozenset(), "ISO 3166-1 alpha-2 or alpha-3, or an ICAO 9303 code")
+
+
+def normalize_nationality(value: str) -> str:
+    """A country as in `normalize_country`, or XXA, XXB, XXC or XXX kept as they are."""
+    return _lookup_code(
+        value,
+        ICAO_NATIONALITY_CODES,
+        "ISO 3166-1 alpha-2 or alpha-3, an ICAO 9303 code, or XXA, XXB, XXC, XXX",
+    )
+
+
+def normalize_issuer(value: str) -> str:
+    """A country as in `normalize_country`, or an ICAO 9303 organisation code kept as it is."""
+    return _lookup_code(
+        value,
+        ICAO_ORGANISATION_CODES,
+        "ISO 3166-1 alpha-2 or alpha-3, an ICAO 9303 code, or an ICAO 9303 organisation "
+        "code such as EUE, UNO or XPO",
+    )
 
 
 _PARTIAL_DATE = re.compile(r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?")
@@ -414,7 +487,28 @@ CountryCode = Annotated[
     str,
     StringConstraints(min_length=1, max_length=3),
     AfterValidator(normalize_country),
-    Field(description="ISO 3166-1 alpha-2; alpha-3 and ICAO 9303 codes are normalised to it"),
+    Field(
+        description="ISO 3166-1 alpha-2; alpha-3 and ICAO 9303 codes are normalised to it "
+        "(Kosovo: XK, or RKS normalised to XK)"
+    ),
+]
+NationalityCode = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=3),
+    AfterValidator(normalize_nationality),
+    Field(
+        description="A country as in CountryCode, or the ICAO 9303 code XXA (stateless), "
+        "XXB (refugee, 1951 Convention), XXC (other refugee) or XXX (unspecified), kept as is"
+    ),
+]
+IssuerCode = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=3),
+    AfterValidator(normalize_issuer),
+    Field(
+        description="A country as in CountryCode, or an ICAO 9303 organisation code kept as "
+        "is: EUE, UNO, UNA, UNK, XPO, XOM, XBA, XIM, XCC, XCE, XCO, XEC, XES, XMP, XDC"
+    ),
 ]
 PartialDate = Annotated[
     str,
@@ -475,6 +569,18 @@ class InputModel(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+MrzLine = Annotated[str, StringConstraints(min_length=30, max_length=44)]
+
+
+class InterpolNotice(InputModel):
+    """An INTERPOL notice published about the person."""
+
+    colour: InterpolNoticeColour
+    reference: Reference | None = Field(
+        default=None, description="The notice's INTERPOL reference, e.g. A-1234/5-2026"
+    )
+
+
 class Person(InputModel):
     kind: Literal["person"]
     surnames: list[Name] = Field(default_factory=list, max_length=20)
@@ -485,16 +591,31 @@ class Person(InputModel):
     date_of_birth: PastPartialDate | None = None
     place_of_birth: ShortText | None = None
     country_of_birth: CountryCode | None = None
-    nationalities: Annotated[list[CountryCode], AfterValidator(_unique)] = Field(
+    nationalities: Annotated[list[NationalityCode], AfterValidator(_unique)] = Field(
         default_factory=list, max_length=20
     )
     role: PersonRole | None = None
     warnings: Annotated[list[PersonWarning], AfterValidator(_unique)] = Field(
         default_factory=list, max_length=len(PersonWarning)
     )
+    # Before national_id: the country decides how the id is validated.
+    national_id_country: CountryCode | None = Field(
+        default=None,
+        description="The country that issued national_id. With FI the id must be a valid "
+        "Finnish personal identity code (century signs of 2023 included). A national id is "
+        "indexed for lookups only with its country.",
+    )
     national_id: Identifier | None = None
     document_refs: list[Reference] = Field(default_factory=list, max_length=50)
     biometric_refs: list[BiometricRef] = Field(default_factory=list, max_length=50)
+    interpol_notice: InterpolNotice | None = None
+
+    @field_validator("national_id")
+    @classmethod
+    def _national_id_format(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        return check_national_id(info.data.get("national_id_country"), value)
 
     @model_validator(mode="after")
     def _identifiable(self) -> "Person":
@@ -521,12 +642,31 @@ class Document(InputModel):
     kind: Literal["document"]
     number: Identifier
     type: DocumentType
-    issuing_country: CountryCode
+    issuing_country: IssuerCode
     issued_on: date | None = None
     expires_on: date | None = None
     status: DocumentStatus
     event_date: PastDate | None = None
     event_country: CountryCode | None = None
+    mrz: list[MrzLine] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=3,
+        description="The machine-readable zone as read, one string per line (ICAO 9303: "
+        "TD1 3 x 30, TD2 2 x 36, TD3 2 x 44); its check digits are verified and its "
+        "document number must be `number`.",
+    )
+
+    @field_validator("mrz")
+    @classmethod
+    def _mrz_valid(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is None:
+            return None
+        mrz = parse_mrz(value)
+        number = info.data.get("number")
+        if number is not None and normalize_identifier(number) != mrz.document_number:
+            raise _error("mrz_number_mismatch", "the MRZ document number is not `number`")
+        return value
 
     @field_validator("expires_on")
     @classmethod

@@ -308,12 +308,21 @@ async def lookup(
     *,
     principal: Principal,
     vault: MessageVault,
-    justification: str | None,
+    justification: str,
     now: datetime,
 ) -> LookupResponse:
-    """Hit check through the blind index: no payload is decrypted."""
+    """Hit check through the blind index: no payload is decrypted.
+
+    Each query is a consultation (LED Art. 25) and gets its own audit entry, all
+    appended in one go: the justification, the query's blind-index digests (the
+    keyed HMACs of its normalised terms, never the terms: they are personal data)
+    and the ids of the messages it returned. One entry per query because an
+    entry's details are capped (2 KiB) and 100 queries of 20 ids each do not fit
+    in one; it also keeps each id next to the query that found it.
+    """
     visibility = visibility_for(principal)
     results: list[LookupHit] = []
+    records: list[AuditRecord] = []
     for index, query in enumerate(request.queries):
         digests = [vault.blind_index.digest(kind, token) for kind, token in query_tokens(query)]
         hits = await repository.find_by_digests(
@@ -330,9 +339,7 @@ async def lookup(
                 message_ids=hits.message_ids,
             )
         )
-    await append(
-        write_session,
-        [
+        records.append(
             AuditRecord(
                 action=AuditAction.CONSULTATION,
                 event="lookup.performed",
@@ -340,13 +347,17 @@ async def lookup(
                 subject_type="blind_index",
                 justification=justification,
                 details={
+                    "query_index": index,
                     "queries": len(request.queries),
-                    "kinds": sorted({q.kind for q in request.queries}),
-                    "hits": sum(1 for r in results if r.hit),
+                    "kind": query.kind,
+                    # Hex of the HMACs the index stores: whoever holds the index key
+                    # can tell which identifier was searched; nobody else can.
+                    "terms": sorted(digest.hex() for digest in digests),
+                    "matches": hits.count,
+                    "message_ids": [str(message_id) for message_id in hits.message_ids],
                 },
                 occurred_at=now,
             )
-        ],
-        now=now,
-    )
+        )
+    await append(write_session, records, now=now)
     return LookupResponse(results=results)

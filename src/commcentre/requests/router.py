@@ -25,7 +25,7 @@ from commcentre.errors import (
     problem_responses,
 )
 from commcentre.idempotency.headers import IdempotencyKeyHeader, fingerprint
-from commcentre.messages.router import JustificationHeader
+from commcentre.justification import JustificationHeader
 from commcentre.messages.schemas import MessageIn, normalize_country
 from commcentre.messages.service import prepare_outbound
 from commcentre.pagination import CursorQuery, LimitQuery, decode_cursor, encode_cursor
