@@ -15,6 +15,8 @@ from commcentre.crypto.blind_index import BlindIndex
 from commcentre.crypto.envelope import FORMAT_VERSION, Envelope, SealedPayload, payload_aad
 from commcentre.crypto.errors import CryptoError, DecryptionError, KeyringError, UnknownKeyVersion
 from commcentre.crypto.keyring import (
+    AuditKey,
+    AuditKeyProvider,
     FileKeyring,
     KeyProvider,
     KeyVersionInfo,
@@ -23,6 +25,8 @@ from commcentre.crypto.keyring import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "AuditKey",
+    "AuditKeyProvider",
     "BlindIndex",
     "CryptoError",
     "DecryptionError",

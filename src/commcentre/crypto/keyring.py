@@ -16,11 +16,21 @@ encrypt inbound JWEs to (ECDH-ES+A256KW). The last one is current and is the
 first of the public JWK Set we publish; older ones stay for decryption until
 partners have moved on. A keyring written before exchange keys existed loads
 with none (`commcentre keys exchange-rotate` adds one).
+
+And the audit keys: per version, an HMAC-SHA256 key that keys the audit chain and
+an Ed25519 key that signs its checkpoints. The last one is current (new entries and
+checkpoints); older ones stay so that the entries and checkpoints they made still
+verify. A keyring written before audit keys existed loads with none; `commcentre
+keys audit-rotate` adds them (production refuses to start without), and records
+that the log it serves may begin with unkeyed entries written before: a keyring
+born with audit keys serves a log that is keyed from its first entry, so an
+unkeyed entry there can only be a forgery.
 """
 
 import base64
 import binascii
 import contextlib
+import hashlib
 import hmac
 import json
 import math
@@ -37,7 +47,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
@@ -62,6 +74,8 @@ _TOP_LEVEL_FIELDS = frozenset(
         "blind_index_key",
         "created_at",
         "exchange_keys",
+        "audit_keys",
+        "audit_unkeyed_prefix",
     }
 )
 # Partners encrypt inbound JWEs to these: ECDH-ES key agreement on P-256, key wrap A256KW.
@@ -180,6 +194,70 @@ def _new_exchange_key(now: datetime) -> _ExchangeKey:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditKey:
+    """One version of the audit keys: the chain's HMAC key and the checkpoint signing key.
+
+    `mac` and `sign` never expose the key material; `public_key` is the Ed25519
+    public key (32 bytes, RFC 8032) that third parties verify checkpoints with.
+    """
+
+    version: int
+    created_at: datetime
+    mac_key: bytes = field(repr=False)
+    signing_seed: bytes = field(repr=False)
+    # Built once per key: keying a fresh HMAC per entry would redo the key schedule.
+    _mac_template: "hmac.HMAC" = field(repr=False, compare=False)
+    _signer: Ed25519PrivateKey = field(repr=False, compare=False)
+    public_key: bytes = field(compare=False)
+
+    @classmethod
+    def build(
+        cls, version: int, created_at: datetime, mac_key: bytes, signing_seed: bytes
+    ) -> "AuditKey":
+        signer = Ed25519PrivateKey.from_private_bytes(signing_seed)
+        public = signer.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        template = hmac.new(mac_key, digestmod=hashlib.sha256)
+        return cls(version, created_at, mac_key, signing_seed, template, signer, public)
+
+    def mac(self, data: bytes) -> bytes:
+        """HMAC-SHA256 of `data` under this version's chain key (32 bytes)."""
+        digest = self._mac_template.copy()
+        digest.update(data)
+        return digest.digest()
+
+    def sign(self, data: bytes) -> bytes:
+        """Ed25519 signature of `data` (64 bytes)."""
+        return self._signer.sign(data)
+
+
+def _new_audit_key(version: int, now: datetime) -> AuditKey:
+    return AuditKey.build(
+        version, now, secrets.token_bytes(KEY_BYTES), secrets.token_bytes(KEY_BYTES)
+    )
+
+
+@runtime_checkable
+class AuditKeyProvider(Protocol):
+    """The audit chain's keys (a KeyProvider may also be one)."""
+
+    def audit_key(self) -> AuditKey:
+        """The current audit key; KeyringError when the keyring has none."""
+        ...
+
+    def audit_key_version(self, version: int) -> AuditKey | None:
+        """Audit key `version` (current or older), or None when there is none."""
+        ...
+
+    def audit_keys(self) -> Sequence[AuditKey]:
+        """Every audit key, oldest first."""
+        ...
+
+    def audit_unkeyed_prefix(self) -> bool:
+        """True when the log may start with unkeyed entries (keys added to an older keyring)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class _State:
     """An immutable snapshot; mutations build a new one and swap it in after saving."""
 
@@ -191,6 +269,11 @@ class _State:
     created_at: datetime
     # Oldest first; the last is current.
     exchange: tuple[_ExchangeKey, ...] = ()
+    # Oldest first; the last is current.
+    audit: tuple[AuditKey, ...] = ()
+    # The audit keys were added to a keyring that had none: the log it serves may
+    # begin with entries written before the chain was keyed.
+    audit_unkeyed_prefix: bool = False
 
 
 class FileKeyring:
@@ -251,6 +334,7 @@ class FileKeyring:
             blind_index_key=secrets.token_bytes(KEY_BYTES),
             created_at=now,
             exchange=(_new_exchange_key(now),),
+            audit=(_new_audit_key(1, now),),
         )
         try:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -379,6 +463,58 @@ class FileKeyring:
             self._commit(replace(state, exchange=(*state.exchange, fresh)))
             return fresh.kid
 
+    def audit_key(self) -> AuditKey:
+        """The current audit key (new chain entries and checkpoints use it)."""
+        self._maybe_reload()
+        audit = self._state.audit
+        if not audit:
+            raise KeyringError(
+                f"keyring {self._path} has no audit keys; run `commcentre keys audit-rotate`"
+            )
+        return audit[-1]
+
+    def audit_key_version(self, version: int) -> AuditKey | None:
+        """Audit key `version`, or None; looks at the file at once when it is unknown."""
+        self._maybe_reload()
+        found = self._find_audit(version)
+        if found is None:
+            # Perhaps another process ran `keys audit-rotate`: look at the file now.
+            self._reload(force=True)
+            found = self._find_audit(version)
+        return found
+
+    def _find_audit(self, version: int) -> AuditKey | None:
+        for key in self._state.audit:
+            if key.version == version:
+                return key
+        return None
+
+    def audit_keys(self) -> Sequence[AuditKey]:
+        """Every audit key, oldest first."""
+        self._maybe_reload()
+        return self._state.audit
+
+    def audit_unkeyed_prefix(self) -> bool:
+        """True when the log may begin with unkeyed entries (see the module docstring)."""
+        return self._state.audit_unkeyed_prefix
+
+    @property
+    def has_audit_keys(self) -> bool:
+        """False for a keyring written before the audit chain was keyed."""
+        return bool(self._state.audit)
+
+    def audit_rotate(self) -> int:
+        """Add a new audit key version and make it current (older ones still verify)."""
+        with self._lock:
+            self._reload_locked(strict=True)
+            state = self._state
+            version = max((key.version for key in state.audit), default=0) + 1
+            fresh = _new_audit_key(version, self._clock())
+            # The first audit keys of a keyring in use: its log began unkeyed.
+            prefix = state.audit_unkeyed_prefix or not state.audit
+            self._commit(replace(state, audit=(*state.audit, fresh), audit_unkeyed_prefix=prefix))
+            return version
+
     def rotate(self) -> int:
         """Add a new KEK version, make it current, save; return the new version."""
         with self._lock:
@@ -500,6 +636,16 @@ def _dump(state: _State) -> bytes:
             {"jwk": dict(entry.jwk), "created_at": entry.created_at.isoformat()}
             for entry in state.exchange
         ],
+        "audit_keys": [
+            {
+                "version": key.version,
+                "mac_key": _b64(key.mac_key),
+                "signing_key": _b64(key.signing_seed),
+                "created_at": key.created_at.isoformat(),
+            }
+            for key in state.audit
+        ],
+        "audit_unkeyed_prefix": state.audit_unkeyed_prefix,
     }
     return json.dumps(doc, indent=2).encode("utf-8") + b"\n"
 
@@ -618,7 +764,37 @@ def _parse_doc(doc: object) -> _State:
         blind_index_key=_key(doc.get("blind_index_key"), "'blind_index_key'"),
         created_at=_when(doc.get("created_at"), "'created_at'"),
         exchange=_exchange_keys(doc.get("exchange_keys", [])),
+        audit=_audit_keys(doc.get("audit_keys", [])),
+        audit_unkeyed_prefix=_flag(doc.get("audit_unkeyed_prefix", False), "audit_unkeyed_prefix"),
     )
+
+
+def _flag(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise _MalformedError(f"'{where}' must be true or false")
+    return value
+
+
+def _audit_keys(value: object) -> tuple[AuditKey, ...]:
+    if not isinstance(value, list):
+        raise _MalformedError("'audit_keys' must be a list")
+    keys: list[AuditKey] = []
+    for i, entry in enumerate(value):
+        where = f"audit_keys[{i}]"
+        if not isinstance(entry, dict):
+            raise _MalformedError(f"{where} must be an object")
+        version = _version(entry.get("version"), f"{where}.version")
+        if keys and version <= keys[-1].version:
+            raise _MalformedError(f"{where}.version must be above the previous one")
+        keys.append(
+            AuditKey.build(
+                version,
+                _when(entry.get("created_at"), f"{where}.created_at"),
+                _key(entry.get("mac_key"), f"{where}.mac_key"),
+                _key(entry.get("signing_key"), f"{where}.signing_key"),
+            )
+        )
+    return tuple(keys)
 
 
 def _exchange_keys(value: object) -> tuple[_ExchangeKey, ...]:
