@@ -10,7 +10,7 @@ import structlog
 from commcentre.adapters.base import AdapterContext, Resolver
 from commcentre.adapters.registry import AdapterRegistry, load_adapters
 from commcentre.adapters.transport import PoolTransport
-from commcentre.audit.export import export_checkpoint
+from commcentre.audit.export import CheckpointExporter
 from commcentre.audit.service import audit_session_info
 from commcentre.clock import Clock
 from commcentre.config import Settings
@@ -183,17 +183,13 @@ def build_housekeeper(
         PeriodicJob("retention", settings.retention_interval_seconds, retention),
         PeriodicJob("escalation", settings.escalation_interval_seconds, escalation),
     ]
-    checkpoint_path = settings.audit_checkpoint_path
-    if checkpoint_path is not None:
-
-        async def audit_checkpoint(now: datetime) -> int:
-            return await export_checkpoint(
-                db, checkpoint_path, origin=settings.audit_origin, now=now
-            )
-
+    if settings.audit_checkpoint_path is not None:
+        exporter = CheckpointExporter(
+            db, settings.audit_checkpoint_path, origin=settings.audit_origin
+        )
         jobs.append(
             PeriodicJob(
-                "audit-checkpoint", settings.audit_checkpoint_interval_seconds, audit_checkpoint
+                "audit-checkpoint", settings.audit_checkpoint_interval_seconds, exporter.export
             )
         )
     return Housekeeper(jobs, clock=clock)

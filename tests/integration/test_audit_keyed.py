@@ -25,7 +25,7 @@ from sqlalchemy import delete, select, update
 
 from commcentre.audit.chain import canonical_bytes, entry_hash, entry_mac
 from commcentre.audit.checkpoint import Checkpoint, append_to_file, read_last, sign
-from commcentre.audit.export import CheckpointAnchor, export_checkpoint
+from commcentre.audit.export import CheckpointAnchor, CheckpointExporter, export_checkpoint
 from commcentre.audit.models import GENESIS_HASH, HEAD_ID, AuditEntry, AuditHead
 from commcentre.audit.router import router
 from commcentre.audit.service import (
@@ -576,3 +576,59 @@ async def test_every_dispatcher_process_exports_checkpoints_when_configured(
     assert (await _verify(audit_db, note)).checkpoint_tree_size == 3
     unset = build_housekeeper(Settings(database_url=database_url), audit_db, clock=utcnow)
     assert "audit-checkpoint" not in unset.runs
+
+
+async def test_the_exporter_reads_only_new_entries_and_never_signs_over_a_tampered_log(
+    audit_db: Database, tmp_path: Path
+) -> None:
+    """Between full verifications a process resumes from where it ended, so it can
+    anchor a long log often. An entry edited meanwhile is not vouched for: the new
+    checkpoint's tree is the one verified, so verification against it names the
+    edit, and the next full run refuses to sign."""
+    path = tmp_path / "audit.checkpoints"
+    exporter = CheckpointExporter(audit_db, path, origin=ORIGIN, full_every=timedelta(hours=1))
+    now = utcnow()
+    await _append(audit_db, 5)
+    assert await exporter.export(now) == 1
+    assert await exporter.export(now) == 0  # unchanged
+    async with audit_db.write_engine.begin() as conn:
+        await conn.execute(update(_entries).where(_entries.c.seq == 2).values(actor="client:x"))
+    await _append(audit_db, 3, tag="later")
+
+    assert await exporter.export(now + timedelta(minutes=5)) == 1  # resumed: 6..8 only
+    note = read_last(path)
+    assert note is not None
+    assert note.split("\n")[1] == "8"
+    assert _summary(await _verify(audit_db, note)) == (False, 2, ChainBreak.HASH_MISMATCH)
+    async with audit_db.write_engine.begin() as conn:  # the honest log had that root
+        await conn.execute(update(_entries).where(_entries.c.seq == 2).values(actor="client:t"))
+    assert (await _verify(audit_db, note)).ok
+    async with audit_db.write_engine.begin() as conn:
+        await conn.execute(update(_entries).where(_entries.c.seq == 2).values(actor="client:x"))
+
+    await _append(audit_db, 1, tag="latest")
+    assert await exporter.export(now + timedelta(hours=2)) == 0  # full run: refused
+    assert read_last(path) == note
+
+
+async def test_the_exporter_finds_a_truncation_when_resumed_and_rereads_after_others(
+    audit_db: Database, tmp_path: Path
+) -> None:
+    path = tmp_path / "audit.checkpoints"
+    exporter = CheckpointExporter(audit_db, path, origin=ORIGIN, full_every=timedelta(hours=1))
+    now = utcnow()
+    await _append(audit_db, 6)
+    assert await exporter.export(now) == 1
+    # Another process (or `audit checkpoint --output`) wrote the last checkpoint: a full run.
+    await _append(audit_db, 2)
+    assert await export_checkpoint(audit_db, path, origin=ORIGIN, now=now) == 1
+    await _append(audit_db, 1)
+    assert await exporter.export(now) == 1
+    last = read_last(path)
+    assert last is not None
+    assert last.split("\n")[1] == "9"
+
+    await _truncate(audit_db, keep=4)
+    assert await exporter.export(now) == 0
+    assert read_last(path) == last
+    assert _summary(await _verify(audit_db, last)) == (False, 5, ChainBreak.TRUNCATED)

@@ -6,7 +6,7 @@ by `commcentre audit checkpoint` and by the verification endpoint.
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +14,7 @@ import structlog
 from fastapi import Depends, Request
 
 from commcentre.audit import checkpoint as notes
-from commcentre.audit.service import AuditChainBrokenError, make_checkpoint
+from commcentre.audit.service import AuditChainBrokenError, ChainState, make_checkpoint
 from commcentre.db import Database
 
 log = structlog.get_logger(__name__)
@@ -49,27 +49,79 @@ async def last_checkpoint(path: Path) -> str | None:
         return None
 
 
-async def export_checkpoint(db: Database, path: Path, *, origin: str, now: datetime) -> int:
-    """Append a new signed checkpoint to `path`; 1 when one was written, else 0.
+class CheckpointExporter:
+    """Appends signed checkpoints to one file, reading only the new entries each time.
 
-    Nothing is written when the log has not changed since the file's last
-    checkpoint, nor when the chain does not verify against it (that is logged
-    as an error: signing it would vouch for the tampering).
+    The first run, and any run after `full_every` or after another process wrote
+    to the file, verifies the whole chain against the file's last checkpoint.
+    The runs in between resume from where the previous one ended: they read the
+    entries appended since, so a process can anchor a long log often. An edit of
+    older entries meanwhile is not signed over (the tree is the one verified),
+    and the next full run, or any `audit verify`, reports it.
     """
-    previous = await last_checkpoint(path)
-    async with db.read_sessions() as session:
-        try:
-            signed = await make_checkpoint(session, origin=origin, now=now, previous=previous)
-        except AuditChainBrokenError as exc:
-            found = exc.verification
-            log.error(
-                "audit_chain_broken",
-                first_broken_seq=found.first_broken_seq,
-                reason=None if found.reason is None else found.reason.value,
-            )
+
+    def __init__(
+        self,
+        db: Database,
+        path: Path,
+        *,
+        origin: str,
+        full_every: timedelta = timedelta(hours=24),
+    ) -> None:
+        self._db = db
+        self._path = path
+        self._origin = origin
+        self._full_every = full_every
+        self._state: ChainState | None = None
+        self._note: str | None = None  # the file's last checkpoint, as we left it
+        self._full_due: datetime | None = None
+
+    async def export(self, now: datetime) -> int:
+        """Append a checkpoint when the log has grown; 1 when one was written, else 0.
+
+        Nothing is signed when the chain does not verify (logged as an error:
+        signing it would vouch for the tampering).
+        """
+        previous = await last_checkpoint(self._path)
+        resume = self._state
+        if resume is not None and (
+            previous != self._note or self._full_due is None or now >= self._full_due
+        ):
+            resume = None
+        async with self._db.read_sessions() as session:
+            try:
+                signed = await make_checkpoint(
+                    session,
+                    origin=self._origin,
+                    now=now,
+                    previous=None if resume is not None else previous,
+                    resume=resume,
+                )
+            except AuditChainBrokenError as exc:
+                self._state = None
+                found = exc.verification
+                log.error(
+                    "audit_chain_broken",
+                    first_broken_seq=found.first_broken_seq,
+                    reason=None if found.reason is None else found.reason.value,
+                )
+                return 0
+        if resume is None:
+            self._full_due = now + self._full_every
+        self._state = signed.state
+        size = signed.checkpoint.tree_size
+        unchanged = (
+            resume.entries == size if resume is not None else signed.previous_tree_size == size
+        )
+        if unchanged:
+            self._note = previous  # verified against it: same size means the same tree
             return 0
-    if signed.previous_tree_size == signed.checkpoint.tree_size:
-        return 0  # verified against it: same size means the same tree
-    await asyncio.to_thread(notes.append_to_file, path, signed.note)
-    log.info("audit_checkpoint_exported", tree_size=signed.checkpoint.tree_size)
-    return 1
+        await asyncio.to_thread(notes.append_to_file, self._path, signed.note)
+        self._note = signed.note
+        log.info("audit_checkpoint_exported", tree_size=size, resumed=resume is not None)
+        return 1
+
+
+async def export_checkpoint(db: Database, path: Path, *, origin: str, now: datetime) -> int:
+    """One full verification and, when the log has grown, one checkpoint appended."""
+    return await CheckpointExporter(db, path, origin=origin).export(now)

@@ -54,6 +54,12 @@ class MerkleAccumulator:
         self._stack.append(node)
         self._size += 1
 
+    def copy(self) -> "MerkleAccumulator":
+        """An independent accumulator in the same state."""
+        twin = MerkleAccumulator()
+        twin._size, twin._stack = self._size, list(self._stack)
+        return twin
+
     def root(self) -> bytes:
         """MTH of the leaves so far: the subtrees folded from the right, as RFC 9162
         splits at the largest power of two (so the smaller subtrees nest rightmost)."""

@@ -48,6 +48,7 @@ __all__ = [
     "AuditKeysMissingError",
     "AuditRecord",
     "ChainBreak",
+    "ChainState",
     "ChainVerification",
     "SignedCheckpoint",
     "append",
@@ -149,6 +150,16 @@ class ChainBreak(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ChainState:
+    """Where an intact verification ended: enough to resume it without rereading."""
+
+    entries: int
+    last_hash: bytes
+    unkeyed: int
+    tree: MerkleAccumulator = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class ChainVerification:
     """The outcome of recomputing the chain.
 
@@ -168,6 +179,7 @@ class ChainVerification:
     unkeyed_entries: int = 0
     checkpoint_tree_size: int | None = None
     root_hash: bytes | None = None
+    state: ChainState | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +232,11 @@ async def append(
 
 
 async def verify_chain(
-    session: AsyncSession, *, checkpoint: str | None = None, origin: str | None = None
+    session: AsyncSession,
+    *,
+    checkpoint: str | None = None,
+    origin: str | None = None,
+    resume: "ChainState | None" = None,
 ) -> ChainVerification:
     """Recompute the whole chain and name the first broken entry.
 
@@ -230,7 +246,14 @@ async def verify_chain(
     alone cannot, a tail cut off with the head moved back, or a chain rewritten
     in full. Pass a fresh read session: on PostgreSQL it is switched to one
     snapshot, so that appends committed meanwhile are not mistaken for tampering.
+
+    `resume`: the `state` of an earlier intact verification in this process;
+    only the entries after it are read (they must continue its chain). What came
+    before is taken as verified then, so a checkpoint made from it vouches for
+    the log as it was verified, never for a later edit of it.
     """
+    if resume is not None and checkpoint is not None:
+        raise ValueError("a resumed verification has no root to compare a checkpoint with")
     keys = _audit_keys(session)
     unkeyed_prefix = keys.audit_unkeyed_prefix()
     anchor: Checkpoint | None = None
@@ -244,9 +267,13 @@ async def verify_chain(
     await repository.pin_snapshot(session)
     head = await repository.get_head(session)
     head_seq = None if head is None else head.seq
-    checked = unkeyed = 0
-    prev_hash = GENESIS_HASH
-    tree = MerkleAccumulator()
+    if resume is None:
+        checked = unkeyed = 0
+        prev_hash = GENESIS_HASH
+        tree = MerkleAccumulator()
+    else:
+        checked, unkeyed, prev_hash = resume.entries, resume.unkeyed, resume.last_hash
+        tree = resume.tree.copy()
     anchor_root = EMPTY_ROOT if anchor is not None and anchor.tree_size == 0 else None
     known: dict[int, AuditKey] = {}
 
@@ -262,9 +289,10 @@ async def verify_chain(
             unkeyed_entries=unkeyed,
             checkpoint_tree_size=None if anchor is None else anchor.tree_size,
             root_hash=root,
+            state=None if root is None else ChainState(checked, prev_hash, unkeyed, tree.copy()),
         )
 
-    async for chunk in repository.iter_entry_chunks(session):
+    async for chunk in repository.iter_entry_chunks(session, after_seq=checked or None):
         for entry in chunk:
             seq: int = entry["seq"]
             expected = checked + 1
@@ -304,6 +332,9 @@ async def verify_chain(
         return result(None, ChainBreak.MISSING_HEAD)
     if head.seq > checked:
         return result(checked + 1, ChainBreak.TRUNCATED)
+    if head.seq < checked:
+        # Only when resumed: entries verified before are gone, the head moved back.
+        return result(head.seq + 1, ChainBreak.TRUNCATED)
     if head.hash != prev_hash:
         return result(checked or None, ChainBreak.HEAD_MISMATCH)
     if anchor_invalid:
@@ -328,30 +359,38 @@ def _recomputed_hash(entry: Mapping[str, Any], key: AuditKey | None) -> bytes | 
 
 @dataclass(frozen=True, slots=True)
 class SignedCheckpoint:
-    """A new checkpoint, its signed note, and the size of the one it follows (if any)."""
+    """A new checkpoint, its signed note, the size of the one it follows (if one was
+    given), and the verification's end state (to resume from next time)."""
 
     checkpoint: Checkpoint
     note: str
     previous_tree_size: int | None
+    state: ChainState
 
 
 async def make_checkpoint(
-    session: AsyncSession, *, origin: str, now: datetime, previous: str | None = None
+    session: AsyncSession,
+    *,
+    origin: str,
+    now: datetime,
+    previous: str | None = None,
+    resume: ChainState | None = None,
 ) -> SignedCheckpoint:
     """Verify the chain, then sign a checkpoint of it.
 
     `previous` is the last checkpoint exported: the new one is only signed when
     the log still holds what that one vouched for (a log never signs two
-    inconsistent tree heads). AuditChainBrokenError otherwise.
+    inconsistent tree heads). AuditChainBrokenError otherwise. `resume`: see
+    verify_chain (then the caller vouches that `previous` was made from it).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    verification = await verify_chain(session, checkpoint=previous, origin=origin)
-    if not verification.ok or verification.root_hash is None:
+    verification = await verify_chain(session, checkpoint=previous, origin=origin, resume=resume)
+    if not verification.ok or verification.root_hash is None or verification.state is None:
         raise AuditChainBrokenError(verification)
     checkpoint = Checkpoint(origin, verification.entries_checked, verification.root_hash, now)
     note = sign(checkpoint, _audit_keys(session).audit_key())
-    return SignedCheckpoint(checkpoint, note, verification.checkpoint_tree_size)
+    return SignedCheckpoint(checkpoint, note, verification.checkpoint_tree_size, verification.state)
 
 
 async def list_entries(
