@@ -304,6 +304,12 @@ def keys_status() -> None:
         for label, per_version in counts.items():
             if per_version.get(info.version):
                 typer.echo(f"        {label} {per_version[info.version]}")
+    audit_keys = keyring.audit_keys()
+    for key in audit_keys:
+        marker = "*" if key is audit_keys[-1] else " "
+        typer.echo(f"{marker} audit v{key.version}  created {key.created_at}")
+    if not audit_keys:
+        typer.echo("! no audit keys: run `commcentre keys audit-rotate`")
     known = {info.version for info in keyring.describe()}
     used = set(messages).union(*(set(v) for v in counts.values()))
     for version in sorted(used - known):

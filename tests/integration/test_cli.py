@@ -499,6 +499,11 @@ def test_audit_keys_rotate_and_publish_their_public_halves(cli: Cli) -> None:
     assert hashlib.sha256(name.encode() + b"\n" + raw).digest()[:4].hex() == key_id
 
     assert "audit key version 2 is current" in cli.ok("keys", "audit-rotate")
+    status = cli.ok("keys", "status")
+    assert re.findall(r"^([* ]) audit v(\d+)  created ", status, re.MULTILINE) == [
+        (" ", "1"),
+        ("*", "2"),
+    ]
     cli.create_client("after", "messages:read")
     keys = cli.ok("keys", "audit-public-key").splitlines()
     assert keys[0] == first
