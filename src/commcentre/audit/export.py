@@ -14,7 +14,7 @@ import structlog
 from fastapi import Depends, Request
 
 from commcentre.audit import checkpoint as notes
-from commcentre.audit.service import AuditChainBrokenError, ChainState, make_checkpoint
+from commcentre.audit.verification import AuditChainBrokenError, ChainState, make_checkpoint
 from commcentre.db import Database
 
 log = structlog.get_logger(__name__)

@@ -11,12 +11,11 @@ Exceptions:
      └── DecryptionError     any authentication failure: tamper, wrong record, context or key
 """
 
+from commcentre.crypto.audit_keys import AuditKey, AuditKeyProvider
 from commcentre.crypto.blind_index import BlindIndex
 from commcentre.crypto.envelope import FORMAT_VERSION, Envelope, SealedPayload, payload_aad
 from commcentre.crypto.errors import CryptoError, DecryptionError, KeyringError, UnknownKeyVersion
 from commcentre.crypto.keyring import (
-    AuditKey,
-    AuditKeyProvider,
     FileKeyring,
     KeyProvider,
     KeyVersionInfo,

@@ -30,7 +30,6 @@ unkeyed entry there can only be a forgery.
 import base64
 import binascii
 import contextlib
-import hashlib
 import hmac
 import json
 import math
@@ -47,13 +46,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
 from commcentre.clock import Clock, utcnow
+from commcentre.crypto.audit_keys import AuditKey, new_audit_key
 from commcentre.crypto.errors import DecryptionError, KeyringError, UnknownKeyVersion
 
 log = structlog.get_logger(__name__)
@@ -194,70 +192,6 @@ def _new_exchange_key(now: datetime) -> _ExchangeKey:
 
 
 @dataclass(frozen=True, slots=True)
-class AuditKey:
-    """One version of the audit keys: the chain's HMAC key and the checkpoint signing key.
-
-    `mac` and `sign` never expose the key material; `public_key` is the Ed25519
-    public key (32 bytes, RFC 8032) that third parties verify checkpoints with.
-    """
-
-    version: int
-    created_at: datetime
-    mac_key: bytes = field(repr=False)
-    signing_seed: bytes = field(repr=False)
-    # Built once per key: keying a fresh HMAC per entry would redo the key schedule.
-    _mac_template: "hmac.HMAC" = field(repr=False, compare=False)
-    _signer: Ed25519PrivateKey = field(repr=False, compare=False)
-    public_key: bytes = field(compare=False)
-
-    @classmethod
-    def build(
-        cls, version: int, created_at: datetime, mac_key: bytes, signing_seed: bytes
-    ) -> "AuditKey":
-        signer = Ed25519PrivateKey.from_private_bytes(signing_seed)
-        public = signer.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        template = hmac.new(mac_key, digestmod=hashlib.sha256)
-        return cls(version, created_at, mac_key, signing_seed, template, signer, public)
-
-    def mac(self, data: bytes) -> bytes:
-        """HMAC-SHA256 of `data` under this version's chain key (32 bytes)."""
-        digest = self._mac_template.copy()
-        digest.update(data)
-        return digest.digest()
-
-    def sign(self, data: bytes) -> bytes:
-        """Ed25519 signature of `data` (64 bytes)."""
-        return self._signer.sign(data)
-
-
-def _new_audit_key(version: int, now: datetime) -> AuditKey:
-    return AuditKey.build(
-        version, now, secrets.token_bytes(KEY_BYTES), secrets.token_bytes(KEY_BYTES)
-    )
-
-
-@runtime_checkable
-class AuditKeyProvider(Protocol):
-    """The audit chain's keys (a KeyProvider may also be one)."""
-
-    def audit_key(self) -> AuditKey:
-        """The current audit key; KeyringError when the keyring has none."""
-        ...
-
-    def audit_key_version(self, version: int) -> AuditKey | None:
-        """Audit key `version` (current or older), or None when there is none."""
-        ...
-
-    def audit_keys(self) -> Sequence[AuditKey]:
-        """Every audit key, oldest first."""
-        ...
-
-    def audit_unkeyed_prefix(self) -> bool:
-        """True when the log may start with unkeyed entries (keys added to an older keyring)."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
 class _State:
     """An immutable snapshot; mutations build a new one and swap it in after saving."""
 
@@ -334,7 +268,7 @@ class FileKeyring:
             blind_index_key=secrets.token_bytes(KEY_BYTES),
             created_at=now,
             exchange=(_new_exchange_key(now),),
-            audit=(_new_audit_key(1, now),),
+            audit=(new_audit_key(1, now),),
         )
         try:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -509,7 +443,7 @@ class FileKeyring:
             self._reload_locked(strict=True)
             state = self._state
             version = max((key.version for key in state.audit), default=0) + 1
-            fresh = _new_audit_key(version, self._clock())
+            fresh = new_audit_key(version, self._clock())
             # The first audit keys of a keyring in use: its log began unkeyed.
             prefix = state.audit_unkeyed_prefix or not state.audit
             self._commit(replace(state, audit=(*state.audit, fresh), audit_unkeyed_prefix=prefix))
