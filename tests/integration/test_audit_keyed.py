@@ -611,15 +611,17 @@ async def test_the_exporter_reads_only_new_entries_and_never_signs_over_a_tamper
     assert read_last(path) == note
 
 
-async def test_the_exporter_finds_a_truncation_when_resumed_and_rereads_after_others(
+async def test_the_resumed_exporter_checks_the_files_last_checkpoint_and_truncations(
     audit_db: Database, tmp_path: Path
 ) -> None:
+    """Several processes append to one file: a resumed run checks the last checkpoint,
+    whoever wrote it, on its way through the new entries; a tail cut off stops it."""
     path = tmp_path / "audit.checkpoints"
     exporter = CheckpointExporter(audit_db, path, origin=ORIGIN, full_every=timedelta(hours=1))
     now = utcnow()
     await _append(audit_db, 6)
     assert await exporter.export(now) == 1
-    # Another process (or `audit checkpoint --output`) wrote the last checkpoint: a full run.
+    # Another process (or `audit checkpoint --output`) writes the next checkpoint.
     await _append(audit_db, 2)
     assert await export_checkpoint(audit_db, path, origin=ORIGIN, now=now) == 1
     await _append(audit_db, 1)
@@ -632,3 +634,23 @@ async def test_the_exporter_finds_a_truncation_when_resumed_and_rereads_after_ot
     assert await exporter.export(now) == 0
     assert read_last(path) == last
     assert _summary(await _verify(audit_db, last)) == (False, 5, ChainBreak.TRUNCATED)
+
+
+async def test_a_forged_checkpoint_in_the_file_stops_the_exporter(
+    audit_db: Database, tmp_path: Path
+) -> None:
+    """Someone appends a checkpoint of their own making to the file (to make a later
+    truncation look anchored): no process signs after it until an operator looks."""
+    path = tmp_path / "audit.checkpoints"
+    exporter = CheckpointExporter(audit_db, path, origin=ORIGIN, full_every=timedelta(hours=1))
+    now = utcnow()
+    await _append(audit_db, 3)
+    assert await exporter.export(now) == 1
+    ours = read_last(path)
+    assert ours is not None
+    stranger = AuditKey.build(1, utcnow(), b"\x03" * 32, b"\x04" * 32)
+    append_to_file(path, _resigned(ours, stranger, tree_size=3))
+    await _append(audit_db, 2)
+    assert await exporter.export(now) == 0
+    assert await export_checkpoint(audit_db, path, origin=ORIGIN, now=now) == 0
+    assert path.read_text().count("\u2014 ") == 2

@@ -52,12 +52,13 @@ async def last_checkpoint(path: Path) -> str | None:
 class CheckpointExporter:
     """Appends signed checkpoints to one file, reading only the new entries each time.
 
-    The first run, and any run after `full_every` or after another process wrote
-    to the file, verifies the whole chain against the file's last checkpoint.
-    The runs in between resume from where the previous one ended: they read the
-    entries appended since, so a process can anchor a long log often. An edit of
-    older entries meanwhile is not signed over (the tree is the one verified),
-    and the next full run, or any `audit verify`, reports it.
+    The first run, and the first after `full_every`, verifies the whole chain
+    against the file's last checkpoint. The runs in between resume from where
+    this process's previous run ended: they read the entries appended since
+    (and check the file's last checkpoint on the way, whoever wrote it), so a
+    process can anchor a long log often. An edit of older entries meanwhile is
+    not signed over (the tree is the one verified), and the next full run, or
+    any `audit verify`, reports it.
     """
 
     def __init__(
@@ -73,29 +74,24 @@ class CheckpointExporter:
         self._origin = origin
         self._full_every = full_every
         self._state: ChainState | None = None
-        self._note: str | None = None  # the file's last checkpoint, as we left it
         self._full_due: datetime | None = None
 
     async def export(self, now: datetime) -> int:
         """Append a checkpoint when the log has grown; 1 when one was written, else 0.
 
-        Nothing is signed when the chain does not verify (logged as an error:
-        signing it would vouch for the tampering).
+        Nothing is signed when the chain does not verify against the file's last
+        checkpoint (logged as an error: signing it would vouch for the tampering).
         """
         previous = await last_checkpoint(self._path)
-        resume = self._state
-        if resume is not None and (
-            previous != self._note or self._full_due is None or now >= self._full_due
-        ):
-            resume = None
+        full = self._state is None or self._full_due is None or now >= self._full_due
         async with self._db.read_sessions() as session:
             try:
                 signed = await make_checkpoint(
                     session,
                     origin=self._origin,
                     now=now,
-                    previous=None if resume is not None else previous,
-                    resume=resume,
+                    previous=previous,
+                    resume=None if full else self._state,
                 )
             except AuditChainBrokenError as exc:
                 self._state = None
@@ -106,19 +102,14 @@ class CheckpointExporter:
                     reason=None if found.reason is None else found.reason.value,
                 )
                 return 0
-        if resume is None:
+        if full:
             self._full_due = now + self._full_every
         self._state = signed.state
         size = signed.checkpoint.tree_size
-        unchanged = (
-            resume.entries == size if resume is not None else signed.previous_tree_size == size
-        )
-        if unchanged:
-            self._note = previous  # verified against it: same size means the same tree
-            return 0
+        if signed.previous_tree_size == size:
+            return 0  # verified against it: same size means the same tree
         await asyncio.to_thread(notes.append_to_file, self._path, signed.note)
-        self._note = signed.note
-        log.info("audit_checkpoint_exported", tree_size=size, resumed=resume is not None)
+        log.info("audit_checkpoint_exported", tree_size=size, full=full)
         return 1
 
 

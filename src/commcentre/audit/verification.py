@@ -19,7 +19,7 @@ from commcentre.audit import repository
 from commcentre.audit.chain import entry_hash, entry_mac
 from commcentre.audit.checkpoint import Checkpoint, CheckpointError, open_note, sign
 from commcentre.audit.keys import session_audit_keys
-from commcentre.audit.merkle import EMPTY_ROOT, MerkleAccumulator
+from commcentre.audit.merkle import MerkleAccumulator
 from commcentre.audit.models import GENESIS_HASH
 from commcentre.crypto import AuditKey
 
@@ -101,10 +101,9 @@ async def verify_chain(
     `resume`: the `state` of an earlier intact verification in this process;
     only the entries after it are read (they must continue its chain). What came
     before is taken as verified then, so a checkpoint made from it vouches for
-    the log as it was verified, never for a later edit of it.
+    the log as it was verified, never for a later edit of it. A checkpoint
+    smaller than `resume` cannot be compared from there: the whole log is read.
     """
-    if resume is not None and checkpoint is not None:
-        raise ValueError("a resumed verification has no root to compare a checkpoint with")
     keys = session_audit_keys(session)
     unkeyed_prefix = keys.audit_unkeyed_prefix()
     anchor: Checkpoint | None = None
@@ -115,6 +114,8 @@ async def verify_chain(
             anchor = open_note(checkpoint, origin=origin or "", public_keys=public_keys)
         except CheckpointError:
             anchor_invalid = True
+    if resume is not None and anchor is not None and anchor.tree_size < resume.entries:
+        resume = None
     await repository.pin_snapshot(session)
     head = await repository.get_head(session)
     head_seq = None if head is None else head.seq
@@ -125,7 +126,7 @@ async def verify_chain(
     else:
         checked, unkeyed, prev_hash = resume.entries, resume.unkeyed, resume.last_hash
         tree = resume.tree.copy()
-    anchor_root = EMPTY_ROOT if anchor is not None and anchor.tree_size == 0 else None
+    anchor_root = tree.root() if anchor is not None and anchor.tree_size == checked else None
     known: dict[int, AuditKey] = {}
 
     def result(
