@@ -54,11 +54,12 @@ class ChainVerification:
     """The outcome of recomputing the chain.
 
     `entries_checked` counts the entries found intact before the first break;
-    `first_broken_seq` names the first entry that fails (for a truncated log,
-    the first missing seq, as for a deleted one). `unkeyed_entries` counts the v1 entries (written
-    before the chain was keyed) among those checked; `checkpoint_tree_size` is the
-    size of the checkpoint compared against (None: none given); `root_hash` is the
-    RFC 9162 Merkle root of the entries checked, when the whole chain is intact.
+    `first_broken_seq` names the first entry that fails (for deleted or truncated
+    entries, the first missing seq). `unkeyed_entries` counts the v1 entries
+    (written before the chain was keyed) among those checked;
+    `checkpoint_tree_size` is the size of the checkpoint compared against (None:
+    none given); `root_hash` is the RFC 9162 Merkle root of the entries checked,
+    when the whole chain is intact, and `state` what a later run resumes from.
     """
 
     ok: bool
@@ -233,7 +234,7 @@ async def make_checkpoint(
     `previous` is the last checkpoint exported: the new one is only signed when
     the log still holds what that one vouched for (a log never signs two
     inconsistent tree heads). AuditChainBrokenError otherwise. `resume`: see
-    verify_chain (then the caller vouches that `previous` was made from it).
+    verify_chain.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
