@@ -22,7 +22,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     COMMCENTRE_DATABASE_URL=sqlite+aiosqlite:////var/lib/commcentre/commcentre.db
 RUN groupadd --system --gid 10001 commcentre \
     && useradd --system --uid 10001 --gid commcentre --home-dir /var/lib/commcentre --shell /usr/sbin/nologin commcentre \
-    && install -d -o commcentre -g commcentre -m 0700 /var/lib/commcentre /var/lib/commcentre/keys
+    && install -d -o commcentre -g commcentre -m 0700 /var/lib/commcentre /var/lib/commcentre/keys /var/lib/commcentre/audit
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=root:root migrations ./migrations

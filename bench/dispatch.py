@@ -84,7 +84,13 @@ from commcentre.adapters.netguard import system_resolver
 from commcentre.adapters.webhook import WebhookAdapter
 from commcentre.auth.deps import Principal
 from commcentre.auth.service import create_client
-from commcentre.bootstrap import build_adapters, build_dispatcher, build_http_client, build_vault
+from commcentre.bootstrap import (
+    build_adapters,
+    build_dispatcher,
+    build_http_client,
+    build_vault,
+    open_database,
+)
 from commcentre.clock import utcnow
 from commcentre.config import Settings
 from commcentre.crypto import FileKeyring
@@ -617,7 +623,7 @@ async def gateway(
     settings = Settings(
         database_url=url, keyring_path=keyring_path, dispatcher_concurrency=concurrency
     )
-    db = Database(url, pool_size=settings.db_pool_size)
+    db = open_database(settings, FileKeyring.load(keyring_path))
     wakeup = Wakeup()
     writer = IngestWriter(
         url,

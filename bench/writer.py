@@ -66,7 +66,7 @@ import asyncpg
 from sqlalchemy import Column, func, insert, select
 
 import commcentre
-from commcentre.audit.service import verify_chain
+from commcentre.audit.service import audit_session_info, verify_chain
 from commcentre.auth.deps import Principal
 from commcentre.auth.service import create_client
 from commcentre.clock import utcnow
@@ -318,7 +318,7 @@ async def run_store(name: str, url: str, args: argparse.Namespace, workdir: Path
         blind_index=BlindIndex(keyring.blind_index_key()),
         retention=timedelta(days=30),
     )
-    db = Database(url)
+    db = Database(url, session_info=audit_session_info(keyring))
     try:
         async with db.write_sessions() as session, session.begin():
             issued = await create_client(
@@ -341,6 +341,7 @@ async def run_store(name: str, url: str, args: argparse.Namespace, workdir: Path
             batch_max=args.batch_max,
             batch_wait=args.batch_wait_ms / 1000,
             idempotency_ttl=timedelta(hours=24),
+            session_info=db.session_info,
         )
         timed = TimedWriter(writer)
         await writer.start()

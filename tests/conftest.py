@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from commcentre.app import create_app
 from commcentre.auth.service import create_client
+from commcentre.bootstrap import open_database, open_keyring
 from commcentre.clock import utcnow
 from commcentre.config import Settings
 from commcentre.db import Database
@@ -164,7 +165,9 @@ MakeUser = Callable[..., Awaitable[ApiUser]]
 
 @pytest.fixture(scope="session")
 async def db(settings: Settings) -> AsyncIterator[Database]:
-    database = Database(settings.database_url)
+    # The app's keyring (made here when this runs first): the same audit keys chain
+    # the entries that tests write directly and the ones the app writes.
+    database = open_database(settings, open_keyring(settings))
     yield database
     await database.dispose()
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from commcentre import __version__
 from commcentre.adapters.base import Resolver
 from commcentre.adapters.netguard import system_resolver
+from commcentre.audit.export import CheckpointAnchor
 from commcentre.audit.router import router as audit_router
 from commcentre.auth.deps import Authenticator
 from commcentre.auth.service import ensure_bootstrap_admin
@@ -22,11 +23,12 @@ from commcentre.bootstrap import (
     build_housekeeper,
     build_http_client,
     build_vault,
+    open_database,
     open_keyring,
 )
 from commcentre.clock import Clock, utcnow
 from commcentre.config import Settings
-from commcentre.crypto import KeyProvider
+from commcentre.crypto import AuditKeyProvider, KeyProvider
 from commcentre.db import Database
 from commcentre.delivery.retry import RetryPolicy
 from commcentre.delivery.router import router as deliveries_router
@@ -74,9 +76,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url, pool_size=settings.db_pool_size)
-        metrics = Metrics()
         provider = keys if keys is not None else open_keyring(settings)
+        if not isinstance(provider, AuditKeyProvider):
+            raise RuntimeError("the key provider has no audit keys (AuditKeyProvider)")
+        db = open_database(settings, provider)
+        metrics = Metrics()
         vault = build_vault(settings, provider)
         http = build_http_client(settings)
         adapters = build_adapters(settings, http, resolver or system_resolver)
@@ -128,6 +132,9 @@ def create_app(
             housekeeper=housekeeper,
         )
         app.state.db = db
+        app.state.audit_anchor = CheckpointAnchor(
+            settings.audit_checkpoint_path, settings.audit_origin
+        )
         app.state.authenticator = authenticator
         try:
             yield

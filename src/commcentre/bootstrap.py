@@ -10,9 +10,11 @@ import structlog
 from commcentre.adapters.base import AdapterContext, Resolver
 from commcentre.adapters.registry import AdapterRegistry, load_adapters
 from commcentre.adapters.transport import PoolTransport
+from commcentre.audit.export import CheckpointExporter
+from commcentre.audit.service import audit_session_info
 from commcentre.clock import Clock
 from commcentre.config import Settings
-from commcentre.crypto import BlindIndex, Envelope, FileKeyring, KeyProvider
+from commcentre.crypto import AuditKeyProvider, BlindIndex, Envelope, FileKeyring, KeyProvider
 from commcentre.db import Database
 from commcentre.delivery.breaker import CircuitBreakers
 from commcentre.delivery.dispatcher import Dispatcher, DispatcherSettings
@@ -27,7 +29,11 @@ log = structlog.get_logger(__name__)
 
 
 def open_keyring(settings: Settings) -> FileKeyring:
-    """The keyring file; generated in dev when missing, refused in prod unless real."""
+    """The keyring file; generated in dev when missing, refused in prod unless real.
+
+    A keyring written before the audit chain was keyed has no audit keys: prod
+    refuses it (`commcentre keys audit-rotate` adds them), dev adds them itself.
+    """
     path = settings.keyring_path
     if not path.exists():
         if settings.environment == "prod":
@@ -43,7 +49,31 @@ def open_keyring(settings: Settings) -> FileKeyring:
             f"the keyring at {path} is a development keyring; prod needs one made by "
             "`commcentre keys generate`"
         )
+    if not keyring.has_audit_keys:
+        if settings.environment == "prod":
+            raise RuntimeError(
+                f"the keyring at {path} has no audit keys; add them with "
+                "`commcentre keys audit-rotate`"
+            )
+        log.warning("dev_audit_keys_added", path=str(path))
+        keyring.audit_rotate()
     return keyring
+
+
+def open_database(settings: Settings, keys: AuditKeyProvider) -> Database:
+    """The process's Database, whose sessions carry the audit keys (to append, verify)."""
+    return Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        session_info=audit_session_info(keys),
+    )
+
+
+def open_cli_database(settings: Settings) -> Database:
+    """A command's Database: small pool, and the keyring's audit keys (commands append)."""
+    return Database(
+        settings.database_url, pool_size=1, session_info=audit_session_info(open_keyring(settings))
+    )
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -149,10 +179,17 @@ def build_housekeeper(
             wake()
         return len(escalated)
 
-    return Housekeeper(
-        [
-            PeriodicJob("retention", settings.retention_interval_seconds, retention),
-            PeriodicJob("escalation", settings.escalation_interval_seconds, escalation),
-        ],
-        clock=clock,
-    )
+    jobs = [
+        PeriodicJob("retention", settings.retention_interval_seconds, retention),
+        PeriodicJob("escalation", settings.escalation_interval_seconds, escalation),
+    ]
+    if settings.audit_checkpoint_path is not None:
+        exporter = CheckpointExporter(
+            db, settings.audit_checkpoint_path, origin=settings.audit_origin
+        )
+        jobs.append(
+            PeriodicJob(
+                "audit-checkpoint", settings.audit_checkpoint_interval_seconds, exporter.export
+            )
+        )
+    return Housekeeper(jobs, clock=clock)

@@ -7,7 +7,6 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -257,6 +256,36 @@ def keys_public() -> None:
     typer.echo(json.dumps(jwks, indent=2))
 
 
+@keys_app.command("audit-rotate")
+def keys_audit_rotate() -> None:
+    """Add a new audit key version (chain HMAC key + checkpoint Ed25519 key) and make it
+    current; older versions stay to verify what they keyed. Also adds the first one to
+    a keyring written before the audit chain was keyed."""
+    from commcentre.crypto import FileKeyring
+
+    with _keyring_errors():
+        version = FileKeyring.load(Settings().keyring_path).audit_rotate()
+    typer.echo(
+        f"audit key version {version} is current; publish the new "
+        "`commcentre keys audit-public-key` output to whoever checks the checkpoints"
+    )
+
+
+@keys_app.command("audit-public-key")
+def keys_audit_public_key() -> None:
+    """Print the audit checkpoint verifier keys (signed-note form), current last."""
+    from commcentre.audit.checkpoint import verifier_key
+    from commcentre.crypto import FileKeyring
+
+    settings = Settings()
+    with _keyring_errors():
+        keys = FileKeyring.load(settings.keyring_path).audit_keys()
+    if not keys:
+        raise _fail("the keyring has no audit keys; run `commcentre keys audit-rotate`")
+    for key in keys:
+        typer.echo(verifier_key(settings.audit_origin, key))
+
+
 @keys_app.command("status")
 def keys_status() -> None:
     """KEK versions and how many sealed records (messages, partner configs, ...) each protects."""
@@ -275,6 +304,12 @@ def keys_status() -> None:
         for label, per_version in counts.items():
             if per_version.get(info.version):
                 typer.echo(f"        {label} {per_version[info.version]}")
+    audit_keys = keyring.audit_keys()
+    for key in audit_keys:
+        marker = "*" if key is audit_keys[-1] else " "
+        typer.echo(f"{marker} audit v{key.version}  created {key.created_at}")
+    if not audit_keys:
+        typer.echo("! no audit keys: run `commcentre keys audit-rotate`")
     known = {info.version for info in keyring.describe()}
     used = set(messages).union(*(set(v) for v in counts.values()))
     for version in sorted(used - known):
@@ -366,7 +401,9 @@ def keys_rewrap(
 
     async def rewrap() -> None:
         nonlocal total
-        db = Database(settings.database_url)
+        from commcentre.bootstrap import open_cli_database
+
+        db = open_cli_database(settings)
         try:
             total = await rewrap_table(db, MESSAGES)
             for sealed in SEALED_TABLES:
@@ -391,13 +428,14 @@ def clients_create(
     """Create an API client and print its key (shown only this once)."""
     from commcentre.auth.service import create_client
     from commcentre.clock import utcnow
-    from commcentre.db import Database
     from commcentre.errors import CommCentreError
 
     settings = Settings()
 
     async def create() -> tuple[uuid.UUID, str]:
-        db = Database(settings.database_url)
+        from commcentre.bootstrap import open_cli_database
+
+        db = open_cli_database(settings)
         try:
             async with db.write_sessions() as session, session.begin():
                 issued = await create_client(
@@ -443,13 +481,14 @@ def clients_revoke(client_id: uuid.UUID) -> None:
     """Revoke a client's key (running servers stop accepting it within seconds)."""
     from commcentre.auth.service import revoke_client
     from commcentre.clock import utcnow
-    from commcentre.db import Database
     from commcentre.errors import CommCentreError
 
     settings = Settings()
 
     async def revoke() -> None:
-        db = Database(settings.database_url)
+        from commcentre.bootstrap import open_cli_database
+
+        db = open_cli_database(settings)
         try:
             async with db.write_sessions() as session, session.begin():
                 await revoke_client(session, client_id, actor=_actor(), now=utcnow())
@@ -471,26 +510,107 @@ def clients_generate_key() -> None:
     typer.echo(generate_api_key())
 
 
+CheckpointOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--checkpoint",
+        help="Checkpoint file to verify against (default: COMMCENTRE_AUDIT_CHECKPOINT_PATH).",
+    ),
+]
+
+
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the audit hash chain; exit 1 and name the first broken entry."""
+def audit_verify(checkpoint: CheckpointOption = None) -> None:
+    """Recompute the keyed audit chain and check it against the last exported checkpoint;
+    print the report as JSON, exit 1 and name the first broken entry when it fails."""
+    from commcentre.audit.checkpoint import CheckpointError
+    from commcentre.audit.export import last_checkpoint
+    from commcentre.audit.schemas import AuditVerificationOut
     from commcentre.audit.service import ChainVerification, verify_chain
-    from commcentre.db import Database
+    from commcentre.bootstrap import open_cli_database
 
     settings = Settings()
+    path = checkpoint or settings.audit_checkpoint_path
 
     async def verify() -> ChainVerification:
-        db = Database(settings.database_url)
+        note = None
+        if path is not None:
+            try:
+                note = await last_checkpoint(path)
+            except (OSError, CheckpointError) as exc:
+                raise _fail(f"cannot read checkpoint file {path}: {exc}") from None
+            if note is None and checkpoint is not None:
+                raise _fail(f"no checkpoint in {path} (missing or empty)")
+        db = open_cli_database(settings)
         try:
             async with db.read_sessions() as session:
-                return await verify_chain(session)
+                return await verify_chain(session, checkpoint=note, origin=settings.audit_origin)
         finally:
             await db.dispose()
 
-    result = _run(verify)
-    typer.echo(json.dumps(asdict(result), default=str))
+    with _keyring_errors():
+        result = _run(verify)
+    typer.echo(AuditVerificationOut.from_verification(result).model_dump_json())
     if not result.ok:
         raise typer.Exit(code=1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Append the checkpoint to this file (keep it outside the database's reach) "
+            "instead of printing it.",
+        ),
+    ] = None,
+) -> None:
+    """Verify the audit chain and sign a checkpoint of it (C2SP tlog-checkpoint).
+
+    With --output, the file's last checkpoint must still hold (the log is never
+    signed in a state inconsistent with an earlier checkpoint); exit 1 otherwise.
+    """
+    from commcentre.audit.checkpoint import CheckpointError, append_to_file
+    from commcentre.audit.export import last_checkpoint
+    from commcentre.audit.service import AuditChainBrokenError, SignedCheckpoint, make_checkpoint
+    from commcentre.bootstrap import open_cli_database
+    from commcentre.clock import utcnow
+
+    settings = Settings()
+
+    async def sign() -> SignedCheckpoint:
+        try:
+            previous = None if output is None else await last_checkpoint(output)
+        except (OSError, CheckpointError) as exc:
+            raise _fail(f"cannot read checkpoint file {output}: {exc}") from None
+        db = open_cli_database(settings)
+        try:
+            async with db.read_sessions() as session:
+                return await make_checkpoint(
+                    session, origin=settings.audit_origin, now=utcnow(), previous=previous
+                )
+        finally:
+            await db.dispose()
+
+    try:
+        with _keyring_errors():
+            signed = _run(sign)
+    except AuditChainBrokenError as exc:
+        found = exc.verification
+        raise _fail(
+            f"audit chain does not verify (seq {found.first_broken_seq}: {found.reason}); "
+            "no checkpoint signed"
+        ) from None
+    if output is None:
+        typer.echo(signed.note, nl=False)
+        return
+    try:
+        append_to_file(output, signed.note)
+    except OSError as exc:
+        raise _fail(f"cannot write {output}: {exc.strerror}") from None
+    typer.echo(f"checkpoint of {signed.checkpoint.tree_size} entries appended to {output}")
 
 
 def main() -> None:

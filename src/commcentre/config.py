@@ -130,6 +130,30 @@ class Settings(BaseSettings):
         le=3600,
         description="How far a partner webhook's timestamp may be from our clock, either way.",
     )
+    audit_origin: str = Field(
+        "commcentre.local/audit",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\s+\u2014]+$",
+        description=(
+            "Names this audit log in its signed checkpoints (origin line and key name); "
+            "a schema-less URL without spaces or `+`."
+        ),
+    )
+    audit_checkpoint_path: Path | None = Field(
+        None,
+        description=(
+            "File outside the database that every dispatcher process appends a signed "
+            "audit checkpoint to, and that /v1/audit/verify checks the log against. Put it "
+            "where a database administrator cannot write (another disk, host or WORM store)."
+        ),
+    )
+    audit_checkpoint_interval_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="How often a dispatcher process appends a checkpoint (needs the path).",
+    )
     host: str = Field("127.0.0.1", description="Address `commcentre serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `commcentre serve` binds.")
     worker_metrics_port: int | None = Field(

@@ -175,6 +175,11 @@ class WriteSession(Protocol):
 
     def add(self, instance: object) -> None: ...
 
+    @property
+    def info(self) -> dict[Any, Any]:
+        """What the Database gave every session (`session_info`), e.g. the audit keys."""
+        ...
+
     def get_bind(self) -> Engine | Connection:
         """The (synchronous) engine or connection: `get_bind().dialect.name` names the backend."""
         ...
@@ -246,6 +251,10 @@ class SyncWriteSession:
     def add(self, instance: object) -> None:
         self._session.add(instance)
 
+    @property
+    def info(self) -> dict[Any, Any]:
+        return self._session.info
+
     def get_bind(self) -> Engine | Connection:
         return self._session.get_bind()
 
@@ -265,11 +274,20 @@ class Database:
     """The engines and session factories of one process."""
 
     def __init__(
-        self, url: str, *, pool_size: int = 5, echo: bool = False, write_wait: float = 30.0
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        echo: bool = False,
+        write_wait: float = 30.0,
+        session_info: Mapping[str, Any] | None = None,
     ) -> None:
         """`write_wait`: on SQLite, how long a writer waits for the one synchronous write
-        connection (`write_transaction`, `run_write`) before sqlalchemy's TimeoutError."""
+        connection (`write_transaction`, `run_write`) before sqlalchemy's TimeoutError.
+        `session_info`: put into every session's `info` (the audit log's keys travel so,
+        from the lifespan to every writer, without a parameter on every service)."""
         self.url = url
+        self.session_info: dict[str, Any] = dict(session_info or {})
         self._write_wait = write_wait
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
@@ -280,8 +298,12 @@ class Database:
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo
             )
             self.read_engine = self.write_engine
-        self.write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
-        self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        self.write_sessions = async_sessionmaker(
+            self.write_engine, expire_on_commit=False, info=self.session_info
+        )
+        self.read_sessions = async_sessionmaker(
+            self.read_engine, expire_on_commit=False, info=self.session_info
+        )
         # SQLite only, made on first use by write_transaction.
         self._sync_write_engine: Engine | None = None
         self._sync_write_sessions: sessionmaker[Session] | None = None
@@ -354,7 +376,7 @@ class Database:
                         self.url, wait=self._write_wait
                     )
                     self._sync_write_sessions = sessionmaker(
-                        self._sync_write_engine, expire_on_commit=False
+                        self._sync_write_engine, expire_on_commit=False, info=self.session_info
                     )
                 factory = self._sync_write_sessions
         return factory

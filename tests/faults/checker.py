@@ -13,13 +13,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy import and_, func, select
 
 from commcentre.audit.models import AuditEntry
-from commcentre.audit.service import verify_chain
+from commcentre.audit.service import audit_session_info, verify_chain
+from commcentre.crypto import FileKeyring
 from commcentre.db import Database
 from commcentre.delivery.models import Delivery, DeliveryAttempt
 from commcentre.messages.models import Message
@@ -117,8 +119,10 @@ class DeliveryRow:
 class Store:
     """Read-only looks at a test's database; each call opens and closes its own engine."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, keyring: Path) -> None:
+        """`keyring`: the test's keyring file, whose audit keys verify the chain."""
         self.url = url
+        self.keyring = keyring
 
     def open_deliveries(self) -> int:
         return asyncio.run(self._count(Delivery.status.in_(OPEN_STATUSES)))
@@ -160,7 +164,8 @@ class Store:
         return asyncio.run(self._state())
 
     async def _state(self) -> StoreState:
-        db = Database(self.url, pool_size=1)
+        keys = FileKeyring.load(self.keyring)
+        db = Database(self.url, pool_size=1, session_info=audit_session_info(keys))
         try:
             async with db.read_sessions() as session:
                 deliveries = {

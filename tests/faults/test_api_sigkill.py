@@ -66,7 +66,7 @@ def test_sigkilled_api_loses_no_acknowledged_message(
         keyring_path=keyring,
         dispatcher_concurrency=WORKER_CONCURRENCY,
     )
-    store = Store(fault_database)
+    store = Store(fault_database, keyring)
     port = free_port()
     kills: list[Kill] = []
     restarts: list[float] = []

@@ -50,7 +50,7 @@ def test_workers_never_hold_one_delivery_at_once(
         keyring_path=keyring,
         dispatcher_concurrency=WORKER_CONCURRENCY,
     )
-    store = Store(fault_database)
+    store = Store(fault_database, keyring)
     phases = Phases()
     with Receiver(secret=secret, delay=RECEIVER_DELAY, seed=rng.randrange(2**32)) as receiver:
         api = start_api(children, env)

@@ -102,7 +102,7 @@ def test_failing_partners_lose_no_delivery(
         delivery_retry_base_seconds=RETRY_BASE_SECONDS,
         delivery_breaker_cooldown_seconds=BREAKER_COOLDOWN_SECONDS,
     )
-    store = Store(fault_database)
+    store = Store(fault_database, keyring)
     phases = Phases()
     chaos_rng = random.Random(rng.randrange(2**32))
     with (

@@ -107,7 +107,7 @@ def test_postgres_crash_during_delivery_loses_nothing(
         dispatcher_lease_seconds=LEASE_SECONDS,
         delivery_timeout_seconds=DELIVERY_TIMEOUT_SECONDS,
     )
-    store = Store(url)
+    store = Store(url, keyring)
     crashes: list[Crash] = []
     phases = Phases()
     with Receiver(secret=secret, delay=RECEIVER_DELAY, seed=rng.randrange(2**32)) as receiver:

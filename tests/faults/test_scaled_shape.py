@@ -43,7 +43,7 @@ def test_two_apis_and_two_workers_deliver_every_message_once(
     secret = generate_signing_secret()
     admin_key = "ck_" + secrets.token_urlsafe(32)
     env = commcentre_env(database_url=fault_database, keyring_path=keyring)
-    store = Store(fault_database)
+    store = Store(fault_database, keyring)
     phases = Phases()
     with Receiver(secret=secret, delay=RECEIVER_DELAY, seed=rng.randrange(2**32)) as receiver:
         workers = [children.start(f"worker-{n + 1}", ["worker"], env) for n in range(WORKERS)]

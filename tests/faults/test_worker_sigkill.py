@@ -70,7 +70,7 @@ def test_sigkilled_worker_loses_no_delivery(
         dispatcher_lease_seconds=LEASE_SECONDS,
         delivery_timeout_seconds=DELIVERY_TIMEOUT_SECONDS,
     )
-    store = Store(fault_database)
+    store = Store(fault_database, keyring)
     kills: list[Kill] = []
     phases = Phases()
     with Receiver(secret=secret, delay=RECEIVER_DELAY, seed=rng.randrange(2**32)) as receiver:

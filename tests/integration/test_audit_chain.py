@@ -1,4 +1,7 @@
-"""The audit hash chain: appending, tamper detection, concurrency, and the HTTP API."""
+"""The audit hash chain: appending, tamper detection, concurrency, and the HTTP API.
+
+Attacks against the keyed chain and its signed checkpoints (an attacker with
+database access but not the keyring) are in test_audit_keyed.py."""
 
 import asyncio
 import os
@@ -14,7 +17,8 @@ from fastapi import FastAPI
 from sqlalchemy import event, insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from commcentre.audit.chain import canonical_bytes, entry_hash
+from commcentre.audit.chain import canonical_bytes, entry_hash, entry_mac
+from commcentre.audit.export import CheckpointAnchor
 from commcentre.audit.models import GENESIS_HASH, AuditEntry, AuditHead, genesis_head_values
 from commcentre.audit.router import router
 from commcentre.audit.service import (
@@ -23,10 +27,12 @@ from commcentre.audit.service import (
     ChainBreak,
     ChainVerification,
     append,
+    audit_session_info,
     verify_chain,
 )
 from commcentre.auth.deps import Principal
 from commcentre.clock import utcnow
+from commcentre.crypto import AuditKey, FileKeyring
 from commcentre.db import Base, Database
 from commcentre.errors import install_error_handlers
 from commcentre.pagination import encode_cursor
@@ -42,8 +48,17 @@ async def _create_audit_tables(database: Database) -> None:
 
 
 @pytest.fixture
-async def audit_db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path}/a.db")
+def keyring(tmp_path: Path) -> FileKeyring:
+    return FileKeyring.generate(tmp_path / "keyring.json", dev=True)
+
+
+def _keyed_database(url: str, keyring: FileKeyring) -> Database:
+    return Database(url, session_info=audit_session_info(keyring))
+
+
+@pytest.fixture
+async def audit_db(tmp_path: Path, keyring: FileKeyring) -> AsyncIterator[Database]:
+    database = _keyed_database(f"sqlite+aiosqlite:///{tmp_path}/a.db", keyring)
     try:
         await _create_audit_tables(database)
         yield database
@@ -76,6 +91,17 @@ async def _verify(database: Database) -> ChainVerification:
         return await verify_chain(session)
 
 
+def _summary(result: ChainVerification) -> tuple[Any, ...]:
+    """What a test states about a verification: ok, intact count, head, first broken, why."""
+    return (
+        result.ok,
+        result.entries_checked,
+        result.head_seq,
+        result.first_broken_seq,
+        result.reason,
+    )
+
+
 async def _tamper(database: Database, *statements: str, **params: Any) -> None:
     async with database.write_engine.begin() as conn:
         for statement in statements:
@@ -83,7 +109,7 @@ async def _tamper(database: Database, *statements: str, **params: Any) -> None:
 
 
 async def test_empty_log_verifies(audit_db: Database) -> None:
-    assert await _verify(audit_db) == ChainVerification(True, 0, 0)
+    assert _summary(await _verify(audit_db)) == (True, 0, 0, None, None)
 
 
 async def test_appends_in_one_call_and_several_transactions_verify(audit_db: Database) -> None:
@@ -94,10 +120,12 @@ async def test_appends_in_one_call_and_several_transactions_verify(audit_db: Dat
         assert seqs == list(range(1201 + 7 * batch, 1208 + 7 * batch))
     assert await _append(audit_db, []) == []
 
-    assert await _verify(audit_db) == ChainVerification(True, 1235, 1235)
+    assert _summary(await _verify(audit_db)) == (True, 1235, 1235, None, None)
 
 
-async def test_first_entry_links_to_genesis_and_keeps_its_fields(audit_db: Database) -> None:
+async def test_first_entry_links_to_genesis_and_keeps_its_fields(
+    audit_db: Database, keyring: FileKeyring
+) -> None:
     at = datetime(2026, 11, 28, 14, 0, 0, 123456, tzinfo=UTC)
     record = AuditRecord(
         action=AuditAction.DISCLOSURE,
@@ -118,7 +146,8 @@ async def test_first_entry_links_to_genesis_and_keeps_its_fields(audit_db: Datab
         "partner:se-bureau",
         {"attempt": 2},
     )
-    assert entry.hash == entry_hash(vars(entry))
+    assert entry.key_id == keyring.audit_key().version == 1
+    assert entry.hash == entry_mac(vars(entry), keyring.audit_key())
 
 
 def test_canonical_form_is_pinned() -> None:
@@ -151,6 +180,21 @@ def test_canonical_form_is_pinned() -> None:
     assert entry_hash(fields).hex() == (
         "8262bef65b275b0fbcb0e958b2d3a7036c20d9dc9c76abb9e52a933b62d7daa9"
     )
+    # v2: the key version follows the tag, and the hash is an HMAC under that key.
+    key = AuditKey.build(3, utcnow(), bytes(range(32)), bytes(32))
+    keyed = fields | {"key_id": 3}
+    assert canonical_bytes(keyed).startswith(b'["commcentre.audit.v2",3,1,"0193a0c2-')
+    assert (
+        canonical_bytes(keyed)[len(b'["commcentre.audit.v2",3') :]
+        == canonical_bytes(fields)[len(b'["commcentre.audit.v1"') :]
+    )
+    assert entry_mac(keyed, key).hex() == (
+        "f84a6b20054231f64acf65f27d91d1bf40add5bd995632945e059f8f4ca37203"
+    )
+    with pytest.raises(ValueError):
+        entry_mac(fields | {"key_id": 2}, key)  # an entry cannot be moved under another key
+    with pytest.raises(ValueError):
+        entry_hash(keyed)  # nor a keyed entry checked as an unkeyed one
 
 
 @pytest.mark.parametrize(
@@ -174,8 +218,8 @@ def test_canonical_form_is_pinned() -> None:
             ChainBreak.HASH_MISMATCH,
             1,
         ),
-        (["DELETE FROM audit_entries WHERE seq = 5"], 6, ChainBreak.MISSING_ENTRY, 4),
-        (["DELETE FROM audit_entries WHERE seq = 1"], 2, ChainBreak.MISSING_ENTRY, 0),
+        (["DELETE FROM audit_entries WHERE seq = 5"], 5, ChainBreak.MISSING_ENTRY, 4),
+        (["DELETE FROM audit_entries WHERE seq = 1"], 1, ChainBreak.MISSING_ENTRY, 0),
         (
             [  # swap the positions (all contents) of entries 3 and 7
                 "UPDATE audit_entries SET seq = -3 WHERE seq = 3",
@@ -207,7 +251,7 @@ async def test_tampered_entries_are_detected_at_the_exact_entry(
 
     result = await _verify(audit_db)
 
-    assert result == ChainVerification(False, intact, 10, broken_seq, reason)
+    assert _summary(result) == (False, intact, 10, broken_seq, reason)
 
 
 @pytest.mark.parametrize(
@@ -236,18 +280,21 @@ async def test_tampered_head_is_detected(
     assert result.head_seq == head_seq
 
 
-async def test_chain_continues_after_verification_and_across_databases(tmp_path: Path) -> None:
+async def test_chain_continues_after_verification_and_across_databases(
+    tmp_path: Path, keyring: FileKeyring
+) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/a.db"
-    first = Database(url)
+    first = _keyed_database(url, keyring)
     try:
         await _create_audit_tables(first)
         await _append(first, _records(3))
     finally:
         await first.dispose()
-    second = Database(url)  # a restarted process picks up the head
+    # A restarted process picks up the head; its keyring read again from the file.
+    second = _keyed_database(url, FileKeyring.load(keyring.path))
     try:
         assert await _append(second, _records(2)) == [4, 5]
-        assert await _verify(second) == ChainVerification(True, 5, 5)
+        assert _summary(await _verify(second)) == (True, 5, 5, None, None)
     finally:
         await second.dispose()
 
@@ -267,13 +314,15 @@ async def _append_concurrently(databases: Sequence[Database], *, tasks: int) -> 
     for seqs in results:
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     assert sorted(seq for seqs in results for seq in seqs) == list(range(1, total + 1))
-    assert await _verify(databases[0]) == ChainVerification(True, total, total)
+    assert _summary(await _verify(databases[0])) == (True, total, total, None, None)
 
 
-async def test_concurrent_appends_on_sqlite_stay_linear(tmp_path: Path) -> None:
+async def test_concurrent_appends_on_sqlite_stay_linear(
+    tmp_path: Path, keyring: FileKeyring
+) -> None:
     # Several Database objects: separate write connections contending for the
     # file's lock, as separate processes would.
-    databases = [Database(f"sqlite+aiosqlite:///{tmp_path}/a.db") for _ in range(4)]
+    databases = [_keyed_database(f"sqlite+aiosqlite:///{tmp_path}/a.db", keyring) for _ in range(4)]
     try:
         await _create_audit_tables(databases[0])
         await _append_concurrently(databases, tasks=20)
@@ -282,8 +331,8 @@ async def test_concurrent_appends_on_sqlite_stay_linear(tmp_path: Path) -> None:
             await database.dispose()
 
 
-def _database_in_schema(url: str, schema: str) -> Database:
-    database = Database(url)
+def _database_in_schema(url: str, schema: str, keyring: FileKeyring) -> Database:
+    database = _keyed_database(url, keyring)
 
     @event.listens_for(database.write_engine.sync_engine, "connect", insert=True)
     def _set_search_path(dbapi_connection: Any, _record: Any) -> None:
@@ -299,14 +348,14 @@ def _database_in_schema(url: str, schema: str) -> Database:
 
 
 @pytest.mark.postgres
-async def test_concurrent_appends_on_postgresql_stay_linear() -> None:
+async def test_concurrent_appends_on_postgresql_stay_linear(keyring: FileKeyring) -> None:
     assert PG_URL is not None
     schema = f"audit_test_{uuid.uuid4().hex[:12]}"
     admin = create_async_engine(PG_URL)
     try:
         async with admin.begin() as conn:
             await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        databases = [_database_in_schema(PG_URL, schema) for _ in range(3)]
+        databases = [_database_in_schema(PG_URL, schema, keyring) for _ in range(3)]
         try:
             await _create_audit_tables(databases[0])
             await _append_concurrently(databases, tasks=20)
@@ -365,6 +414,7 @@ def _client(database: Database, *scopes: str) -> httpx.AsyncClient:
     install_error_handlers(app)
     app.include_router(router)
     app.state.db = database
+    app.state.audit_anchor = CheckpointAnchor(None, "example.test/audit")
     app.state.authenticator = _FixedAuthenticator(
         Principal(uuid.uuid4(), "auditor", frozenset(scopes))
     )
@@ -442,12 +492,16 @@ async def test_api_verify_reports_a_broken_chain_with_200(audit_db: Database) ->
     await _append(audit_db, _records(3))
     async with _client(audit_db, "audit:read") as client:
         response = await client.get("/v1/audit/verify")
-        assert response.json() == {
+        body = response.json()
+        assert len(body.pop("root_hash")) == 64
+        assert body == {
             "ok": True,
             "entries_checked": 3,
             "head_seq": 3,
             "first_broken_seq": None,
             "reason": None,
+            "unkeyed_entries": 0,
+            "checkpoint_tree_size": None,
         }
         await _tamper(audit_db, "UPDATE audit_entries SET actor = 'client:other' WHERE seq = 2")
         response = await client.get("/v1/audit/verify")
@@ -458,4 +512,7 @@ async def test_api_verify_reports_a_broken_chain_with_200(audit_db: Database) ->
         "head_seq": 3,
         "first_broken_seq": 2,
         "reason": "hash mismatch",
+        "unkeyed_entries": 0,
+        "checkpoint_tree_size": None,
+        "root_hash": None,
     }

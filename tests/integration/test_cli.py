@@ -10,6 +10,8 @@ count, and tampering with its audit chain would break the tests that follow.
 """
 
 import asyncio
+import base64
+import hashlib
 import json
 import re
 import stat
@@ -417,6 +419,110 @@ def test_audit_verify_detects_a_tampered_entry(cli: Cli) -> None:
     assert broken["first_broken_seq"] == seq
     assert broken["reason"] == "hash mismatch"
     assert broken["entries_checked"] == seq - 1
+
+
+def _truncate_audit(cli: Cli, *, keep: int) -> None:
+    """Delete the entries after `keep` and move the head back onto entry `keep`."""
+
+    async def truncate() -> None:
+        engine = create_async_engine(cli.database_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("DELETE FROM audit_entries WHERE seq > :k"), {"k": keep})
+                await conn.execute(
+                    text(
+                        "UPDATE audit_head SET seq = :k, "
+                        "hash = (SELECT hash FROM audit_entries WHERE seq = :k)"
+                    ),
+                    {"k": keep},
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(truncate())
+
+
+def test_audit_checkpoint_exports_and_verify_catches_a_truncation(cli: Cli, tmp_path: Path) -> None:
+    """`audit checkpoint` signs the log outside the database; `audit verify --checkpoint`
+    then finds the tail an attacker cut off with the head moved back, which the chain
+    alone cannot show, and refuses a checkpoint that was edited."""
+    cli.ok("keys", "generate")
+    for name in ("one", "two", "three"):
+        cli.create_client(name, "messages:read")
+    printed = cli.ok("audit", "checkpoint")
+    lines = printed.split("\n")
+    assert lines[0] == Settings().audit_origin
+    assert (lines[1], lines[4]) == ("3", "")
+    assert lines[5].startswith(f"\u2014 {lines[0]} ")
+
+    anchors = tmp_path / "anchors.txt"
+    out = cli.ok("audit", "checkpoint", "--output", str(anchors))
+    assert out == f"checkpoint of 3 entries appended to {anchors}\n"
+    assert stat.S_IMODE(anchors.stat().st_mode) == 0o600
+    cli.create_client("four", "messages:read")
+    cli.ok("audit", "checkpoint", "--output", str(anchors))
+    assert anchors.read_text().count("\u2014 ") == 2
+
+    report = json.loads(cli.ok("audit", "verify", "--checkpoint", str(anchors)))
+    assert (report["ok"], report["checkpoint_tree_size"], report["entries_checked"]) == (
+        True,
+        4,
+        4,
+    )
+
+    _truncate_audit(cli, keep=2)
+    assert json.loads(cli.ok("audit", "verify"))["ok"] is True  # no checkpoint: blind to it
+    broken = json.loads(cli.fails("audit", "verify", "--checkpoint", str(anchors)).stdout)
+    assert (broken["first_broken_seq"], broken["reason"]) == (3, "truncated")
+    # The anchor is never re-signed over the truncated log.
+    refused = cli.fails("audit", "checkpoint", "--output", str(anchors))
+    assert "seq 3: truncated" in refused.stderr
+    assert anchors.read_text().count("\u2014 ") == 2
+
+    edited = tmp_path / "edited.txt"
+    edited.write_text(anchors.read_text().replace("\n4\n", "\n2\n"))
+    forged = json.loads(cli.fails("audit", "verify", "--checkpoint", str(edited)).stdout)
+    assert forged["reason"] == "checkpoint invalid"
+    missing = cli.fails("audit", "verify", "--checkpoint", str(tmp_path / "none.txt"))
+    assert "no checkpoint in" in missing.stderr
+
+
+def test_audit_keys_rotate_and_publish_their_public_halves(cli: Cli) -> None:
+    cli.ok("keys", "generate")
+    cli.create_client("before", "messages:read")
+    [first] = cli.ok("keys", "audit-public-key").splitlines()
+    name, key_id, encoded = first.split("+", 2)
+    assert name == Settings().audit_origin
+    raw = base64.b64decode(encoded)
+    assert raw[0] == 1
+    assert len(raw) == 33
+    assert hashlib.sha256(name.encode() + b"\n" + raw).digest()[:4].hex() == key_id
+
+    assert "audit key version 2 is current" in cli.ok("keys", "audit-rotate")
+    status = cli.ok("keys", "status")
+    assert re.findall(r"^([* ]) audit v(\d+)  created ", status, re.MULTILINE) == [
+        (" ", "1"),
+        ("*", "2"),
+    ]
+    cli.create_client("after", "messages:read")
+    keys = cli.ok("keys", "audit-public-key").splitlines()
+    assert keys[0] == first
+    assert len(keys) == 2
+    report = json.loads(cli.ok("audit", "verify"))
+    assert (report["ok"], report["entries_checked"], report["unkeyed_entries"]) == (True, 2, 0)
+
+
+def test_a_keyring_without_audit_keys_gets_them_from_audit_rotate(cli: Cli) -> None:
+    """An installation upgraded from before the keyed chain: prod refuses its keyring
+    until `keys audit-rotate` has added the audit keys."""
+    cli.ok("keys", "generate")
+    doc = json.loads(cli.keyring_path.read_text())
+    del doc["audit_keys"], doc["audit_unkeyed_prefix"]
+    cli.keyring_path.write_text(json.dumps(doc))
+    assert "no audit keys" in cli.fails("keys", "audit-public-key").stderr
+    cli.ok("keys", "audit-rotate")
+    assert FileKeyring.load(cli.keyring_path).audit_unkeyed_prefix()
+    assert len(cli.ok("keys", "audit-public-key").splitlines()) == 1
 
 
 # -- openapi and migrations -----------------------------------------------------------------

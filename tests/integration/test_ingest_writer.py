@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from commcentre import loops
-from commcentre.audit.service import verify_chain
+from commcentre.audit.service import audit_session_info, verify_chain
 from commcentre.auth.deps import Principal
 from commcentre.auth.service import create_client
 from commcentre.clock import utcnow
@@ -47,6 +47,7 @@ def writer_for(db: Database, *, wait: float = 0.05, batch_max: int = 100) -> Ing
         batch_max=batch_max,
         batch_wait=wait,
         idempotency_ttl=timedelta(hours=24),
+        session_info=db.session_info,  # the audit keys
     )
 
 
@@ -151,7 +152,8 @@ async def test_a_busy_shared_connection_fails_the_batch_at_once_and_the_writer_s
     (not one per message), and the writer goes on once the connection is free."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'busy.db'}"
     await asyncio.to_thread(upgrade, url)
-    shared = Database(url, write_wait=0.3)
+    keyring = FileKeyring.load(tmp_path / "keyring.json")  # the vault's
+    shared = Database(url, write_wait=0.3, session_info=audit_session_info(keyring))
     async with shared.write_sessions() as session, session.begin():
         issued = await create_client(
             session, name="busy", scopes=["messages:write"], actor="test", now=utcnow()
@@ -212,7 +214,12 @@ async def test_expired_idempotency_keys_are_purged_and_reusable(
     key = f"purge-{uuid.uuid4()}"
     past = utcnow() - timedelta(days=3)
     ingest = IngestWriter(
-        db.url, clock=lambda: past, batch_max=10, batch_wait=0, idempotency_ttl=timedelta(hours=24)
+        db.url,
+        clock=lambda: past,
+        batch_max=10,
+        batch_wait=0,
+        idempotency_ttl=timedelta(hours=24),
+        session_info=db.session_info,
     )
     await ingest.start()
     first = await ingest.submit(pending_for(user, vault, key))

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from commcentre.bootstrap import open_database, open_keyring
 from commcentre.config import Settings
 from commcentre.db import Database
 from commcentre.errors import Conflict
@@ -670,7 +671,8 @@ async def test_concurrent_sessions_one_update_wins(
     ra: RequestsApp, manager: ApiUser, settings: Settings
 ) -> None:
     rid = uuid.UUID((await create(ra, manager, directive_request(unique_ref("DIR"))))["id"])
-    first, second = Database(settings.database_url), Database(settings.database_url)
+    keys = open_keyring(settings)  # the app's: both sessions append to its audit chain
+    first, second = open_database(settings, keys), open_database(settings, keys)
     try:
         async with (
             first.write_sessions() as a,
@@ -717,7 +719,8 @@ async def test_concurrent_escalation_records_once(
     _, request_id = await store_inbound(ra, sirene_hit(unique_ref()), partner_id="se-bureau")
     assert request_id is not None
     now = ra.clock() + timedelta(hours=13)
-    workers = [Database(settings.database_url) for _ in range(4)]
+    keys = open_keyring(settings)
+    workers = [open_database(settings, keys) for _ in range(4)]
     try:
         results = await asyncio.gather(
             *(escalate_overdue(worker, now=now, limit=500) for worker in workers)

@@ -57,6 +57,9 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSONType)
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # The audit key version whose HMAC `hash` is; NULL for an entry written before
+    # the chain was keyed (plain SHA-256, chain.py's v1).
+    key_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class AuditHead(Base):

@@ -123,14 +123,14 @@ async def list_entries(
 
 
 async def iter_entry_chunks(
-    session: AsyncSession, *, chunk_size: int = VERIFY_CHUNK
+    session: AsyncSession, *, chunk_size: int = VERIFY_CHUNK, after_seq: int | None = None
 ) -> AsyncIterator[Sequence[Mapping[str, Any]]]:
-    """Every entry as plain rows, ascending by seq, `chunk_size` at a time.
+    """Every entry (after `after_seq`) as plain rows, ascending by seq, `chunk_size`
+    at a time.
 
     Plain rows rather than ORM objects, so that memory stays flat on a long
     log (the identity map would keep every entry loaded).
     """
-    after_seq: int | None = None
     while True:
         statement = select(_entries).order_by(_entries.c.seq).limit(chunk_size)
         if after_seq is not None:

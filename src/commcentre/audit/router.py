@@ -2,9 +2,12 @@
 
 from typing import Annotated
 
+import structlog
 from fastapi import APIRouter, Query
 
 from commcentre.audit import service
+from commcentre.audit.checkpoint import CheckpointError
+from commcentre.audit.export import CheckpointAnchorDep, last_checkpoint
 from commcentre.audit.models import AuditAction
 from commcentre.audit.schemas import AuditEntryOut, AuditVerificationOut
 from commcentre.auth.deps import AuditReader
@@ -12,6 +15,8 @@ from commcentre.clock import IsoDatetime
 from commcentre.db import ReadSessionDep
 from commcentre.errors import Forbidden, UnprocessableContent, problem_responses
 from commcentre.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+
+log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -59,16 +64,36 @@ async def list_audit_entries(
     "/verify",
     summary="Verify the audit chain",
     description=(
-        "Recomputes every entry's hash, checks that seqs run from 1 without gaps, that each "
-        "entry links to the previous one, and that the head row matches the last entry. "
+        "Recomputes every entry's keyed hash (HMAC-SHA256 under the audit key of its "
+        "`key_id`, which only the keyring holds), checks that seqs run from 1 without gaps, "
+        "that each entry links to the previous one, and that the head row matches the last "
+        "entry. Then, when a checkpoint file is configured "
+        "(`COMMCENTRE_AUDIT_CHECKPOINT_PATH`), checks its last signed checkpoint: the "
+        "signature under our audit keys, and that the first `tree_size` entries still have "
+        "its Merkle root, which catches a tail cut off with the head row moved back. "
         "A broken chain is a finding, not an error: the answer is 200 with `ok: false`, "
         "the first broken entry and the reason. Reads the whole log; expect it to take "
         "time on a large one."
     ),
     responses=problem_responses(Forbidden, UnprocessableContent),
 )
-async def verify_audit_chain(_reader: AuditReader, session: ReadSessionDep) -> AuditVerificationOut:
-    result = await service.verify_chain(session)
+async def verify_audit_chain(
+    _reader: AuditReader, session: ReadSessionDep, anchor: CheckpointAnchorDep
+) -> AuditVerificationOut:
+    note: str | None = None
+    if anchor.path is not None:
+        try:
+            note = await last_checkpoint(anchor.path)
+        except (OSError, CheckpointError) as exc:
+            # The anchor is there but unusable: an empty note is reported as an invalid
+            # checkpoint, never skipped as if there were none.
+            log.error(
+                "audit_checkpoint_unreadable",
+                path=str(anchor.path),
+                error_type=type(exc).__name__,
+            )
+            note = ""
+    result = await service.verify_chain(session, checkpoint=note, origin=anchor.origin)
     return AuditVerificationOut.from_verification(result)
 
 

@@ -31,6 +31,7 @@ class AuditEntryOut(BaseModel):
                 "details": {"fields": ["subjects", "body"]},
                 "prev_hash": "5f1c" + "0" * 60,
                 "hash": "9a7e" + "0" * 60,
+                "key_id": 1,
             }
         }
     )
@@ -47,10 +48,17 @@ class AuditEntryOut(BaseModel):
     justification: str | None = Field(None, description="Stated reason for a consultation.")
     details: dict[str, Any] = Field(description="Identifiers and counts; never payload data.")
     prev_hash: str = Field(
-        pattern=_HEX_SHA256, description="SHA-256 of the previous entry (zeros for entry 1)."
+        pattern=_HEX_SHA256, description="The previous entry's hash (zeros for entry 1)."
     )
     hash: str = Field(
-        pattern=_HEX_SHA256, description="SHA-256 over this entry's fields and prev_hash."
+        pattern=_HEX_SHA256,
+        description=(
+            "HMAC-SHA256 under audit key `key_id` over this entry's fields and prev_hash "
+            "(plain SHA-256 for an entry written before the chain was keyed)."
+        ),
+    )
+    key_id: int | None = Field(
+        description="Version of the audit key that keyed `hash`; null: unkeyed (older) entry."
     )
 
     @classmethod
@@ -70,6 +78,7 @@ class AuditEntryOut(BaseModel):
             details=entry.details,
             prev_hash=entry.prev_hash.hex(),
             hash=entry.hash.hex(),
+            key_id=entry.key_id,
         )
 
 
@@ -85,6 +94,9 @@ class AuditVerificationOut(BaseModel):
                     "head_seq": 48120,
                     "first_broken_seq": None,
                     "reason": None,
+                    "unkeyed_entries": 0,
+                    "checkpoint_tree_size": 48000,
+                    "root_hash": "3c1f" + "0" * 60,
                 },
                 {
                     "ok": False,
@@ -92,6 +104,19 @@ class AuditVerificationOut(BaseModel):
                     "head_seq": 48120,
                     "first_broken_seq": 4812,
                     "reason": "hash mismatch",
+                    "unkeyed_entries": 0,
+                    "checkpoint_tree_size": 48000,
+                    "root_hash": None,
+                },
+                {
+                    "ok": False,
+                    "entries_checked": 47990,
+                    "head_seq": 47990,
+                    "first_broken_seq": 47991,
+                    "reason": "truncated",
+                    "unkeyed_entries": 0,
+                    "checkpoint_tree_size": 48000,
+                    "root_hash": None,
                 },
             ]
         }
@@ -101,15 +126,36 @@ class AuditVerificationOut(BaseModel):
     entries_checked: int = Field(description="Entries found intact before the first break.")
     head_seq: int | None = Field(description="Last seq the head row records; null if missing.")
     first_broken_seq: int | None = Field(
-        None, description="First entry that fails verification (first missing seq if truncated)."
+        None,
+        description=(
+            "First entry that fails verification (the first missing seq if entries were "
+            "deleted or truncated)."
+        ),
     )
     reason: ChainBreak | None = Field(
         None,
         description=(
-            "hash mismatch: entry edited; broken link: entries reordered or replaced; "
-            "missing entry: an earlier entry deleted; truncated: entries at the end deleted; "
-            "head mismatch / missing head: the chain's anchor row altered."
+            "hash mismatch: entry edited, or rewritten without the audit key (its MAC does "
+            "not verify); broken link: entries reordered or replaced; missing entry: an "
+            "earlier entry deleted; truncated: entries at the end deleted (as the head row or "
+            "the checkpoint shows); head mismatch / missing head: the head row altered; "
+            "unknown key: the entry names an audit key the keyring does not hold; unkeyed "
+            "entry: an unkeyed entry where only keyed ones can be (after a keyed one, or in a "
+            "log keyed from its start); checkpoint mismatch: the entries the checkpoint "
+            "covers no longer have its root; checkpoint invalid: the checkpoint is malformed, "
+            "another log's, or its signature does not verify under our audit keys."
         ),
+    )
+    unkeyed_entries: int = Field(
+        0, description="Entries checked that predate the keyed chain (plain SHA-256)."
+    )
+    checkpoint_tree_size: int | None = Field(
+        None, description="Size of the signed checkpoint checked against; null: none."
+    )
+    root_hash: str | None = Field(
+        None,
+        pattern=_HEX_SHA256,
+        description="RFC 9162 Merkle root of all entries (hex), when the chain is intact.",
     )
 
     @classmethod
@@ -121,4 +167,7 @@ class AuditVerificationOut(BaseModel):
             head_seq=result.head_seq,
             first_broken_seq=result.first_broken_seq,
             reason=result.reason,
+            unkeyed_entries=result.unkeyed_entries,
+            checkpoint_tree_size=result.checkpoint_tree_size,
+            root_hash=None if result.root_hash is None else result.root_hash.hex(),
         )

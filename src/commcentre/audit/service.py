@@ -1,25 +1,26 @@
-"""The audit log's rules: what an entry may hold, appending to the chain, verifying it.
+"""The audit log's rules: what an entry may hold, appending to the chain, listing it.
 
 Services flush and never commit: `append` runs inside the caller's transaction
 (the ingest batch), so an entry exists exactly when the processing it records
-was committed.
+was committed. Each entry is keyed with the current audit key, which reaches
+`append` through the session (keys.py). Verification and checkpoints are in
+verification.py, and exported from here too.
 """
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.audit import repository
-from commcentre.audit.chain import checked_details, entry_hash
+from commcentre.audit.chain import checked_details, entry_mac
+from commcentre.audit.keys import AuditKeysMissingError, audit_session_info, session_audit_keys
 from commcentre.audit.models import (
     ACTOR_MAX,
     EVENT_MAX,
-    GENESIS_HASH,
     JUSTIFICATION_MAX,
     RECIPIENT_MAX,
     SUBJECT_ID_MAX,
@@ -28,19 +29,34 @@ from commcentre.audit.models import (
     AuditEntry,
 )
 from commcentre.audit.repository import AuditFilter, AuditHeadMissingError
+from commcentre.audit.verification import (
+    AuditChainBrokenError,
+    ChainBreak,
+    ChainState,
+    ChainVerification,
+    SignedCheckpoint,
+    make_checkpoint,
+    verify_chain,
+)
 from commcentre.db import WriteSession
 from commcentre.ids import new_id
 
 __all__ = [
     "AuditAction",
+    "AuditChainBrokenError",
     "AuditEntryPage",
     "AuditFilter",
     "AuditHeadMissingError",
+    "AuditKeysMissingError",
     "AuditRecord",
     "ChainBreak",
+    "ChainState",
     "ChainVerification",
+    "SignedCheckpoint",
     "append",
+    "audit_session_info",
     "list_entries",
+    "make_checkpoint",
     "verify_chain",
 ]
 
@@ -89,33 +105,6 @@ class AuditRecord:
         object.__setattr__(self, "details", MappingProxyType(checked_details(self.details)))
 
 
-class ChainBreak(StrEnum):
-    """Why verification stopped at an entry."""
-
-    HASH_MISMATCH = "hash mismatch"  # the entry was edited
-    BROKEN_LINK = "broken link"  # its prev_hash is not the previous entry's hash: reordered
-    MISSING_ENTRY = "missing entry"  # the seq before it is absent: deleted
-    TRUNCATED = "truncated"  # the head names entries past the last one: tail deleted
-    HEAD_MISMATCH = "head mismatch"  # the head disagrees with the last entry: head edited
-    MISSING_HEAD = "missing head"  # the head row itself is gone
-
-
-@dataclass(frozen=True, slots=True)
-class ChainVerification:
-    """The outcome of recomputing the chain.
-
-    `entries_checked` counts the entries found intact before the first break;
-    `first_broken_seq` names the first entry that fails (for a truncated log,
-    the first missing seq).
-    """
-
-    ok: bool
-    entries_checked: int
-    head_seq: int | None
-    first_broken_seq: int | None = None
-    reason: ChainBreak | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class AuditEntryPage:
     """One page of entries; `next_after_seq` is None on the last page."""
@@ -137,6 +126,7 @@ async def append(
         return []
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    key = session_audit_keys(session).audit_key()
     head = await repository.advance_head(session, len(records), now=now)
     first_seq = head.seq - len(records) + 1
     prev_hash = head.hash
@@ -155,61 +145,13 @@ async def append(
             "justification": record.justification,
             "details": dict(record.details),
             "prev_hash": prev_hash,
+            "key_id": key.version,
         }
-        row["hash"] = prev_hash = entry_hash(row)
+        row["hash"] = prev_hash = entry_mac(row, key)
         rows.append(row)
     await repository.insert_entries(session, rows)
     await repository.set_head_hash(session, prev_hash)
     return list(range(first_seq, head.seq + 1))
-
-
-async def verify_chain(session: AsyncSession) -> ChainVerification:
-    """Recompute the whole chain and name the first broken entry.
-
-    Pass a fresh read session: on PostgreSQL it is switched to one snapshot,
-    so that appends committed meanwhile are not mistaken for tampering.
-    """
-    await repository.pin_snapshot(session)
-    head = await repository.get_head(session)
-    head_seq = None if head is None else head.seq
-    checked = 0
-    prev_hash = GENESIS_HASH
-
-    def broken(seq: int | None, reason: ChainBreak) -> ChainVerification:
-        return ChainVerification(False, checked, head_seq, seq, reason)
-
-    async for chunk in repository.iter_entry_chunks(session):
-        for entry in chunk:
-            seq: int = entry["seq"]
-            expected = checked + 1
-            if seq > expected:
-                return broken(seq, ChainBreak.MISSING_ENTRY)
-            if seq < expected:
-                return broken(seq, ChainBreak.BROKEN_LINK)
-            if head is not None and seq > head.seq:
-                return broken(seq, ChainBreak.HEAD_MISMATCH)
-            if entry["prev_hash"] != prev_hash:
-                return broken(seq, ChainBreak.BROKEN_LINK)
-            if _recomputed_hash(entry) != entry["hash"]:
-                return broken(seq, ChainBreak.HASH_MISMATCH)
-            prev_hash = entry["hash"]
-            checked += 1
-    if head is None:
-        return broken(None, ChainBreak.MISSING_HEAD)
-    if head.seq > checked:
-        return broken(checked + 1, ChainBreak.TRUNCATED)
-    if head.hash != prev_hash:
-        return broken(checked or None, ChainBreak.HEAD_MISMATCH)
-    return ChainVerification(True, checked, head_seq)
-
-
-def _recomputed_hash(entry: Mapping[str, Any]) -> bytes | None:
-    try:
-        return entry_hash(entry)
-    except (TypeError, ValueError):
-        # A value edited into something that cannot be hashed (e.g. an integer
-        # beyond 64 bits in details) is an edit like any other: report it, do not crash.
-        return None
 
 
 async def list_entries(

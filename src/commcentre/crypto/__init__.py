@@ -11,6 +11,7 @@ Exceptions:
      └── DecryptionError     any authentication failure: tamper, wrong record, context or key
 """
 
+from commcentre.crypto.audit_keys import AuditKey, AuditKeyProvider
 from commcentre.crypto.blind_index import BlindIndex
 from commcentre.crypto.envelope import FORMAT_VERSION, Envelope, SealedPayload, payload_aad
 from commcentre.crypto.errors import CryptoError, DecryptionError, KeyringError, UnknownKeyVersion
@@ -23,6 +24,8 @@ from commcentre.crypto.keyring import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "AuditKey",
+    "AuditKeyProvider",
     "BlindIndex",
     "CryptoError",
     "DecryptionError",

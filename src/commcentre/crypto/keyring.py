@@ -16,6 +16,15 @@ encrypt inbound JWEs to (ECDH-ES+A256KW). The last one is current and is the
 first of the public JWK Set we publish; older ones stay for decryption until
 partners have moved on. A keyring written before exchange keys existed loads
 with none (`commcentre keys exchange-rotate` adds one).
+
+And the audit keys: per version, an HMAC-SHA256 key that keys the audit chain and
+an Ed25519 key that signs its checkpoints. The last one is current (new entries and
+checkpoints); older ones stay so that the entries and checkpoints they made still
+verify. A keyring written before audit keys existed loads with none; `commcentre
+keys audit-rotate` adds them (production refuses to start without), and records
+that the log it serves may begin with unkeyed entries written before: a keyring
+born with audit keys serves a log that is keyed from its first entry, so an
+unkeyed entry there can only be a forgery.
 """
 
 import base64
@@ -42,6 +51,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
 from commcentre.clock import Clock, utcnow
+from commcentre.crypto.audit_keys import AuditKey, new_audit_key
 from commcentre.crypto.errors import DecryptionError, KeyringError, UnknownKeyVersion
 
 log = structlog.get_logger(__name__)
@@ -62,6 +72,8 @@ _TOP_LEVEL_FIELDS = frozenset(
         "blind_index_key",
         "created_at",
         "exchange_keys",
+        "audit_keys",
+        "audit_unkeyed_prefix",
     }
 )
 # Partners encrypt inbound JWEs to these: ECDH-ES key agreement on P-256, key wrap A256KW.
@@ -191,6 +203,11 @@ class _State:
     created_at: datetime
     # Oldest first; the last is current.
     exchange: tuple[_ExchangeKey, ...] = ()
+    # Oldest first; the last is current.
+    audit: tuple[AuditKey, ...] = ()
+    # The audit keys were added to a keyring that had none: the log it serves may
+    # begin with entries written before the chain was keyed.
+    audit_unkeyed_prefix: bool = False
 
 
 class FileKeyring:
@@ -251,6 +268,7 @@ class FileKeyring:
             blind_index_key=secrets.token_bytes(KEY_BYTES),
             created_at=now,
             exchange=(_new_exchange_key(now),),
+            audit=(new_audit_key(1, now),),
         )
         try:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -379,6 +397,58 @@ class FileKeyring:
             self._commit(replace(state, exchange=(*state.exchange, fresh)))
             return fresh.kid
 
+    def audit_key(self) -> AuditKey:
+        """The current audit key (new chain entries and checkpoints use it)."""
+        self._maybe_reload()
+        audit = self._state.audit
+        if not audit:
+            raise KeyringError(
+                f"keyring {self._path} has no audit keys; run `commcentre keys audit-rotate`"
+            )
+        return audit[-1]
+
+    def audit_key_version(self, version: int) -> AuditKey | None:
+        """Audit key `version`, or None; looks at the file at once when it is unknown."""
+        self._maybe_reload()
+        found = self._find_audit(version)
+        if found is None:
+            # Perhaps another process ran `keys audit-rotate`: look at the file now.
+            self._reload(force=True)
+            found = self._find_audit(version)
+        return found
+
+    def _find_audit(self, version: int) -> AuditKey | None:
+        for key in self._state.audit:
+            if key.version == version:
+                return key
+        return None
+
+    def audit_keys(self) -> Sequence[AuditKey]:
+        """Every audit key, oldest first."""
+        self._maybe_reload()
+        return self._state.audit
+
+    def audit_unkeyed_prefix(self) -> bool:
+        """True when the log may begin with unkeyed entries (see the module docstring)."""
+        return self._state.audit_unkeyed_prefix
+
+    @property
+    def has_audit_keys(self) -> bool:
+        """False for a keyring written before the audit chain was keyed."""
+        return bool(self._state.audit)
+
+    def audit_rotate(self) -> int:
+        """Add a new audit key version and make it current (older ones still verify)."""
+        with self._lock:
+            self._reload_locked(strict=True)
+            state = self._state
+            version = max((key.version for key in state.audit), default=0) + 1
+            fresh = new_audit_key(version, self._clock())
+            # The first audit keys of a keyring in use: its log began unkeyed.
+            prefix = state.audit_unkeyed_prefix or not state.audit
+            self._commit(replace(state, audit=(*state.audit, fresh), audit_unkeyed_prefix=prefix))
+            return version
+
     def rotate(self) -> int:
         """Add a new KEK version, make it current, save; return the new version."""
         with self._lock:
@@ -500,6 +570,16 @@ def _dump(state: _State) -> bytes:
             {"jwk": dict(entry.jwk), "created_at": entry.created_at.isoformat()}
             for entry in state.exchange
         ],
+        "audit_keys": [
+            {
+                "version": key.version,
+                "mac_key": _b64(key.mac_key),
+                "signing_key": _b64(key.signing_seed),
+                "created_at": key.created_at.isoformat(),
+            }
+            for key in state.audit
+        ],
+        "audit_unkeyed_prefix": state.audit_unkeyed_prefix,
     }
     return json.dumps(doc, indent=2).encode("utf-8") + b"\n"
 
@@ -618,7 +698,37 @@ def _parse_doc(doc: object) -> _State:
         blind_index_key=_key(doc.get("blind_index_key"), "'blind_index_key'"),
         created_at=_when(doc.get("created_at"), "'created_at'"),
         exchange=_exchange_keys(doc.get("exchange_keys", [])),
+        audit=_audit_keys(doc.get("audit_keys", [])),
+        audit_unkeyed_prefix=_flag(doc.get("audit_unkeyed_prefix", False), "audit_unkeyed_prefix"),
     )
+
+
+def _flag(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise _MalformedError(f"'{where}' must be true or false")
+    return value
+
+
+def _audit_keys(value: object) -> tuple[AuditKey, ...]:
+    if not isinstance(value, list):
+        raise _MalformedError("'audit_keys' must be a list")
+    keys: list[AuditKey] = []
+    for i, entry in enumerate(value):
+        where = f"audit_keys[{i}]"
+        if not isinstance(entry, dict):
+            raise _MalformedError(f"{where} must be an object")
+        version = _version(entry.get("version"), f"{where}.version")
+        if keys and version <= keys[-1].version:
+            raise _MalformedError(f"{where}.version must be above the previous one")
+        keys.append(
+            AuditKey.build(
+                version,
+                _when(entry.get("created_at"), f"{where}.created_at"),
+                _key(entry.get("mac_key"), f"{where}.mac_key"),
+                _key(entry.get("signing_key"), f"{where}.signing_key"),
+            )
+        )
+    return tuple(keys)
 
 
 def _exchange_keys(value: object) -> tuple[_ExchangeKey, ...]:

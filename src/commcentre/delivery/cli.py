@@ -109,7 +109,9 @@ def redrive_dead_letters(
         raise fail("ids must be delivery ids (UUIDs)") from None
 
     async def redrive() -> dict[str, Any]:
-        db = Database(settings.database_url)
+        from commcentre.bootstrap import open_cli_database
+
+        db = open_cli_database(settings)
         try:
             async with db.write_sessions() as session, session.begin():
                 result = await service.redrive(session, request, actor=actor(), now=utcnow())

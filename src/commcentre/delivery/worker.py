@@ -13,11 +13,11 @@ from commcentre.bootstrap import (
     build_housekeeper,
     build_http_client,
     build_vault,
+    open_database,
     open_keyring,
 )
 from commcentre.clock import utcnow
 from commcentre.config import Settings
-from commcentre.db import Database
 from commcentre.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -29,10 +29,11 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    db = Database(settings.database_url, pool_size=settings.db_pool_size)
+    keyring = open_keyring(settings)
+    db = open_database(settings, keyring)
     http = build_http_client(settings)
     try:
-        vault = build_vault(settings, open_keyring(settings))
+        vault = build_vault(settings, keyring)
         adapters = build_adapters(settings, http, system_resolver)
         metrics = Metrics()
         if settings.worker_metrics_port is not None:

@@ -23,7 +23,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -92,8 +92,16 @@ class IngestWriter:
         on_committed: Callable[[int], None] | None = None,
         metrics: Metrics | None = None,
         database: Database | None = None,
+        session_info: Mapping[str, Any] | None = None,
     ) -> None:
+        """`session_info`: what the writer's own Database gives its sessions (the audit
+        keys); by default that of `database`."""
         self._database_url = database_url
+        self._session_info = dict(
+            session_info
+            if session_info is not None
+            else (database.session_info if database is not None else {})
+        )
         # On SQLite, the process's Database: the writer then shares its one synchronous
         # write connection with the dispatcher's transactions (Database.run_write), and
         # they take turns at the connection pool, not through SQLite's busy-wait sleeps.
@@ -161,7 +169,9 @@ class IngestWriter:
             self._loop = asyncio.get_running_loop()
             self._queue = asyncio.Queue()
             self._stopped = asyncio.Event()
-            self._db = self._shared or Database(self._database_url, pool_size=self._pool_size)
+            self._db = self._shared or Database(
+                self._database_url, pool_size=self._pool_size, session_info=self._session_info
+            )
             ready.set()
             runner = asyncio.create_task(self._run())
             await self._stopped.wait()

@@ -70,7 +70,10 @@ class Tools:
 
 @asynccontextmanager
 async def database() -> AsyncIterator[Database]:
-    db = Database(Settings().database_url)
+    """The database, with the keyring's audit keys: partner and routing changes are audited."""
+    from commcentre.bootstrap import open_cli_database
+
+    db = open_cli_database(Settings())
     try:
         yield db
     finally:
