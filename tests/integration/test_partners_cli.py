@@ -42,13 +42,17 @@ def test_partner_and_rule_lifecycle_from_the_cli() -> None:
         ],
     )
     assert created.exit_code == 0, created.output
-    assert "signing secret (shown once): whsec_" in created.output
-    secret = created.output.split("signing secret (shown once): ")[1].strip()
+    assert "inbound secret (shown once): whsec_" in created.output
+    assert "outbound secret (shown once): whsec_" in created.output
+    secret = created.output.split("inbound secret (shown once): ")[1].split()[0]
+    outbound = created.output.split("outbound secret (shown once): ")[1].split()[0]
+    assert secret != outbound
 
     shown = runner.invoke(partners_cli, ["show", pid])
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.output)["config"]["url"] == "https://cli.example/hook"
     assert secret not in shown.output
+    assert outbound not in shown.output
     assert pid in runner.invoke(partners_cli, ["list"]).output
 
     bad = runner.invoke(

@@ -93,7 +93,8 @@ class Bureau:
     """The SE SIRENE bureau: a webhook partner that pushes to us and receives our replies."""
 
     id: str
-    secret: str
+    secret: str  # signs its pushes to us
+    outbound_secret: str  # verifies what we send it
     server: Subscriber
 
 
@@ -214,7 +215,9 @@ async def world(settings: Settings, own_database: str) -> AsyncIterator[World]:
                         session, name="events-admin", scopes=["admin"], actor="test", now=clock()
                     )
                 admin = ApiUser(issued.client.id, issued.api_key)
-                bureau = Bureau(f"se-sirene-{uuid.uuid4().hex[:8]}", new_secret(), server)
+                bureau = Bureau(
+                    f"se-sirene-{uuid.uuid4().hex[:8]}", new_secret(), new_secret(), server
+                )
                 response = await http.post(
                     "/v1/partners",
                     json={
@@ -224,7 +227,8 @@ async def world(settings: Settings, own_database: str) -> AsyncIterator[World]:
                         "country": "SE",
                         "config": {"url": f"{server.url}"},
                         "allow_loopback": True,
-                        "signing_secrets": [bureau.secret],
+                        "inbound_secrets": [bureau.secret],
+                        "outbound_secrets": [bureau.outbound_secret],
                     },
                     headers=admin.headers,
                 )
@@ -296,7 +300,7 @@ async def test_sirene_hit_answered_and_another_escalated_with_its_event(
     [delivery] = await wait_delivered(world.http, world.manager.headers, reply_id)
     assert delivery["partner"] == world.bureau.id
     [sent] = [r for r in world.bureau.server.requests if r.webhook_id == delivery["id"]]
-    reply = verified(world.bureau.secret, sent, world.clock())
+    reply = verified(world.bureau.outbound_secret, sent, world.clock())
     assert reply["data"]["message_id"] == reply_id
     assert (reply["data"]["type"], reply["data"]["case_ref"]) == ("reply", first_ref)
     assert reply["data"]["in_reply_to"] == hit_id

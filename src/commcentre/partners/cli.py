@@ -134,16 +134,30 @@ def create(
     config_json: Annotated[str, typer.Option(help="Adapter config as a JSON object.")] = "{}",
     country: Annotated[str | None, typer.Option(help="ISO 3166-1 country.")] = None,
     channel: Annotated[list[str] | None, typer.Option(help="Repeat per channel.")] = None,
+    inbound_secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="whsec_ secret that verifies the partner's pushes; repeat for several. "
+            "None: one is generated."
+        ),
+    ] = None,
+    outbound_secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="whsec_ secret that signs our deliveries; repeat for several. "
+            "None: one is generated."
+        ),
+    ] = None,
     secret: Annotated[
         list[str] | None,
-        typer.Option(help="whsec_ signing secret; repeat for several. None: one is generated."),
+        typer.Option(help="Deprecated name of --inbound-secret.", hidden=True),
     ] = None,
     public_jwk_file: Annotated[
         Path | None, typer.Option(help="File with the partner's public JWK (JSON).")
     ] = None,
     disabled: Annotated[bool, typer.Option(help="Register it disabled.")] = False,
 ) -> None:
-    """Register a partner; a generated signing secret is printed once."""
+    """Register a partner; generated signing secrets are printed once."""
     from commcentre.clock import utcnow
     from commcentre.partners import service
     from commcentre.partners.schemas import PartnerCreate
@@ -163,6 +177,8 @@ def create(
                 "config": config,
                 "country": country,
                 "channels": channel or [],
+                "inbound_secrets": inbound_secret or [],
+                "outbound_secrets": outbound_secret or [],
                 "signing_secrets": secret or [],
                 "public_jwk": jwk,
                 "enabled": not disabled,
@@ -175,8 +191,10 @@ def create(
 
     created = run(register)
     typer.echo(_dump(created.partner))
-    if created.generated_secret is not None:
-        typer.echo(f"signing secret (shown once): {created.generated_secret}")
+    if created.generated_inbound_secret is not None:
+        typer.echo(f"inbound secret (shown once): {created.generated_inbound_secret}")
+    if created.generated_outbound_secret is not None:
+        typer.echo(f"outbound secret (shown once): {created.generated_outbound_secret}")
 
 
 @app.command("disable")
