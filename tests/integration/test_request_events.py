@@ -163,9 +163,10 @@ class World:
         created: dict[str, Any] = response.json()
         return created
 
-    async def event_deliveries(self, request_id: str) -> list[dict[str, Any]]:
+    async def event_deliveries(self, request_id: str, viewer: ApiUser) -> list[dict[str, Any]]:
+        """The request's event deliveries `viewer` sees: those to its own subscriptions."""
         response = await self.http.get(
-            f"/v1/requests/{request_id}/deliveries", headers=self.manager.headers
+            f"/v1/requests/{request_id}/deliveries", headers=viewer.headers
         )
         assert response.status_code == 200, response.text
         deliveries: list[dict[str, Any]] = response.json()["deliveries"]
@@ -335,11 +336,13 @@ async def test_sirene_hit_answered_and_another_escalated_with_its_event(
 
     # 4. Its request.overdue event reaches the subscribers that asked for it, signed.
     async def delivered() -> bool:
-        found = await world.event_deliveries(second["id"])
+        found = await world.event_deliveries(second["id"], owner)
         return bool(found) and all(d["status"] == "delivered" for d in found)
 
     await until(delivered)
-    deliveries = await world.event_deliveries(second["id"])
+    deliveries = await world.event_deliveries(second["id"], owner)
+    # The desk sees the request, not where another client's subscriptions got its event.
+    assert await world.event_deliveries(second["id"], world.manager) == []
     assert {d["subscription"] for d in deliveries} == {every["id"], by_case["id"]}
     assert all(d["event"] == "request.overdue" for d in deliveries)
     assert all(d["request"] == second["id"] and d["partner"] is None for d in deliveries)
@@ -416,7 +419,7 @@ async def test_an_overdue_event_dead_letters_and_is_redriven(
     assert (await world.runtime.housekeeper.run_once())["escalation"] >= 1  # type: ignore[union-attr]
 
     async def mine() -> list[dict[str, Any]]:
-        found = await world.event_deliveries(request["id"])
+        found = await world.event_deliveries(request["id"], owner)
         return [d for d in found if d["subscription"] == created["id"]]
 
     async def settled() -> bool:
