@@ -197,6 +197,44 @@ def create(
         typer.echo(f"outbound secret (shown once): {created.generated_outbound_secret}")
 
 
+@app.command("rotate-secret")
+def rotate_secret(
+    partner_id: str,
+    direction: Annotated[
+        str, typer.Option(help="inbound (verifies its pushes) or outbound (signs ours).")
+    ],
+    finish: Annotated[
+        bool, typer.Option(help="End the rotation: keep only the newest secret.")
+    ] = False,
+) -> None:
+    """Rotate one direction's signing secret: a new one is printed once and the old ones
+    kept until `--finish`."""
+    from commcentre.clock import utcnow
+    from commcentre.partners import service
+
+    if direction not in ("inbound", "outbound"):
+        raise fail("--direction must be inbound or outbound")
+    chosen: service.Direction = "inbound" if direction == "inbound" else "outbound"
+
+    async def apply() -> str | None:
+        async with tools() as t, t.db.write_sessions() as session, session.begin():
+            return await service.rotate_secret(
+                session,
+                partner_id,
+                direction=chosen,
+                finish=finish,
+                envelope=t.envelope,
+                actor=actor(),
+                now=utcnow(),
+            )
+
+    generated = run(apply)
+    if generated is None:
+        typer.echo(f"partner {partner_id}: only the newest {direction} secret is kept")
+    else:
+        typer.echo(f"{direction} secret (shown once): {generated}")
+
+
 @app.command("disable")
 def disable(
     partner_id: str,

@@ -8,7 +8,7 @@ of secrets. Services flush; the caller commits.
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import SecretStr
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +23,7 @@ from commcentre.partners import repository, sealing
 from commcentre.partners.adapter_config import AdapterCatalog, adapter_config, checked_config
 from commcentre.partners.models import Partner
 from commcentre.partners.schemas import (
+    MAX_SIGNING_SECRETS,
     PartnerCreate,
     PartnerOut,
     PartnerPatch,
@@ -42,6 +43,7 @@ __all__ = [
     "list_partners",
     "partner_out",
     "partner_view",
+    "rotate_secret",
     "update_partner",
 ]
 
@@ -255,6 +257,56 @@ def _reseal(
         )
     sealed = sealing.seal(envelope, partner.uid, PartnerSecrets(config, inbound, outbound))
     sealing.store(partner, sealed)
+
+
+Direction = Literal["inbound", "outbound"]
+
+
+async def rotate_secret(
+    session: AsyncSession,
+    partner_id: str,
+    *,
+    direction: Direction,
+    finish: bool,
+    envelope: Envelope,
+    actor: str,
+    now: datetime,
+) -> str | None:
+    """Rotate one direction's secrets, the other left alone; audited like any change.
+
+    Without `finish`: a new secret is generated and put first, the current ones kept
+    (both work while the partner switches); it is returned, to be shown once. With
+    `finish`: only the newest (first) secret is kept, and None is returned.
+    """
+    partner = await get_partner(session, partner_id)
+    try:
+        stored = sealing.open_sealed(envelope, partner)
+    except CryptoError:
+        raise Conflict(
+            f"partner {partner.id}'s sealed config cannot be opened; it cannot be changed"
+        ) from None
+    current = stored.inbound_secrets if direction == "inbound" else stored.outbound_secrets
+    generated = None
+    if finish:
+        if not current:
+            raise Conflict(f"partner {partner.id} has no {direction} secret to keep")
+        updated = current[:1]
+    else:
+        generated = generate_signing_secret()
+        updated = [generated, *current][:MAX_SIGNING_SECRETS]
+    inbound = updated if direction == "inbound" else stored.inbound_secrets
+    outbound = updated if direction == "outbound" else stored.outbound_secrets
+    sealed = sealing.seal(envelope, partner.uid, PartnerSecrets(stored.config, inbound, outbound))
+    sealing.store(partner, sealed)
+    partner.updated_at = now
+    await repository.save(session, partner)
+    details = {
+        "fields": [f"{direction}_secrets"],
+        "enabled": partner.enabled,
+        f"{direction}_secrets": len(updated),
+    }
+    await _changed(session, partner, "partner.updated", details, actor=actor, now=now)
+    return generated
 
 
 async def disable_partner(
