@@ -642,7 +642,7 @@ async def gateway(
                 "name": "Benchmark receiver",
                 "adapter": "webhook",
                 "config": {"url": rx.url},
-                "signing_secrets": [secret],
+                "outbound_secrets": [secret],
                 "allow_loopback": True,
             }
         )

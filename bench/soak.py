@@ -408,7 +408,7 @@ async def register_partners(traffic: Traffic, receiver_port: int, out_secret: st
             "name": "Soak receiver",
             "adapter": "webhook",
             "config": {"url": f"http://127.0.0.1:{receiver_port}/hook"},
-            "signing_secrets": [out_secret],
+            "outbound_secrets": [out_secret],
             "allow_loopback": True,
         },
         {
@@ -416,7 +416,7 @@ async def register_partners(traffic: Traffic, receiver_port: int, out_secret: st
             "name": "Soak sender",
             "adapter": "webhook",
             "config": {"url": "https://sender.example/in"},
-            "signing_secrets": [traffic.inbound_secret],
+            "inbound_secrets": [traffic.inbound_secret],
         },
     ]
     for partner in partners:

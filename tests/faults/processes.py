@@ -213,7 +213,7 @@ def create_webhook_partner(
         "name": "Fault-test receiver",
         "adapter": "webhook",
         "config": {"url": url},
-        "signing_secrets": [secret],
+        "outbound_secrets": [secret],
         "allow_loopback": True,
     }
     with httpx.Client(base_url=base_url, trust_env=False, timeout=30) as client:

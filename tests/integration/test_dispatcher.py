@@ -193,7 +193,7 @@ class Gateway:
 
     async def webhook_partner(self, receiver: Receiver, **body: Any) -> str:
         return await self.partner(
-            "webhook", config={"url": receiver.url}, signing_secrets=[SECRET], **body
+            "webhook", config={"url": receiver.url}, outbound_secrets=[SECRET], **body
         )
 
     async def submit(self, partner_id: str, **overrides: Any) -> dict[str, Any]:

@@ -31,6 +31,8 @@ from tests.integration.partners_support import (
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"fedcba9876543210fedcba9876543210").decode()
+THIRD_SECRET = "whsec_" + base64.b64encode(b"third-secret-of-32-bytes-exactly").decode()
+FOURTH_SECRET = "whsec_" + base64.b64encode(b"fourth-secret-of-32-bytes-exactl").decode()
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +87,17 @@ async def test_create_answers_201_with_the_secret_shown_once(gw: Gateway, manage
         "retries": 3,
         "login": None,
     }
-    generated = created["generated_signing_secret"]
-    assert generated.startswith("whsec_")
-    assert len(base64.b64decode(generated[6:], validate=True)) == 32
-    assert created["signing_secrets"] == {"count": 1, "hints": [generated[:10]]}
+    generated = created["generated_inbound_secret"]
+    outbound = created["generated_outbound_secret"]
+    for secret in (generated, outbound):
+        assert secret.startswith("whsec_")
+        assert len(base64.b64decode(secret[6:], validate=True)) == 32
+    assert generated != outbound  # one key per direction, generated independently
+    assert created["inbound_secrets"] == {"count": 1, "hints": [generated[:10]]}
+    assert created["outbound_secrets"] == {"count": 1, "hints": [outbound[:10]]}
+    # The deprecated names still answer, as the inbound direction.
+    assert created["generated_signing_secret"] == generated
+    assert created["signing_secrets"] == created["inbound_secrets"]
     assert created["enabled"] is True
     assert created["rate_burst"] == 1
     assert created["rate_limit_per_second"] is None
@@ -97,7 +106,9 @@ async def test_create_answers_201_with_the_secret_shown_once(gw: Gateway, manage
     assert read.status_code == 200
     shown = read.json()
     assert "generated_signing_secret" not in shown
+    assert "generated_outbound_secret" not in shown
     assert generated not in read.text
+    assert outbound not in read.text
     assert shown["config"] == created["config"]
     # Stored countries must not route other tests' messages: take it away again.
     await gw.http.patch(
@@ -108,9 +119,52 @@ async def test_create_answers_201_with_the_secret_shown_once(gw: Gateway, manage
 async def test_given_secrets_are_kept_and_nothing_is_generated(
     gw: Gateway, manager: ApiUser
 ) -> None:
-    created = await create_partner(gw, manager, signing_secrets=[SECRET, OTHER_SECRET])
+    created = await create_partner(
+        gw, manager, inbound_secrets=[SECRET, OTHER_SECRET], outbound_secrets=[THIRD_SECRET]
+    )
+    assert created["generated_inbound_secret"] is None
+    assert created["generated_outbound_secret"] is None
     assert created["generated_signing_secret"] is None
-    assert created["signing_secrets"] == {"count": 2, "hints": [SECRET[:10], OTHER_SECRET[:10]]}
+    assert created["inbound_secrets"] == {"count": 2, "hints": [SECRET[:10], OTHER_SECRET[:10]]}
+    assert created["outbound_secrets"] == {"count": 1, "hints": [THIRD_SECRET[:10]]}
+
+
+async def test_the_deprecated_signing_secrets_are_the_inbound_ones(
+    gw: Gateway, manager: ApiUser, db: Database
+) -> None:
+    """A client of the API before the split still registers a partner: its one secret
+    keeps verifying what the partner pushes, and the outbound secret is a new one."""
+    created = await create_partner(gw, manager, signing_secrets=[SECRET])
+    assert created["inbound_secrets"]["hints"] == [SECRET[:10]]
+    assert created["generated_inbound_secret"] is None
+    outbound = created["generated_outbound_secret"]
+    assert outbound is not None
+    view = service.partner_view(
+        await stored(db, created["id"]),
+        envelope=gw.app.state.runtime.vault.envelope,
+        registry=fake_registry(),
+    )
+    assert [s.get_secret_value() for s in view.signing_secrets] == [outbound]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"inbound_secrets": [SECRET], "outbound_secrets": [OTHER_SECRET, SECRET]},
+        {"signing_secrets": [SECRET], "outbound_secrets": [SECRET]},
+        {"signing_secrets": [SECRET], "inbound_secrets": [OTHER_SECRET]},
+    ],
+)
+async def test_one_secret_never_serves_both_directions(
+    gw: Gateway, manager: ApiUser, body: dict[str, Any]
+) -> None:
+    """Threat: a key that signs our deliveries and verifies the partner's pushes lets a
+    captured delivery pass as the partner's message; such a partner is refused (422)."""
+    response = await gw.http.post(
+        "/v1/partners", json=partner_body(**body), headers=manager.headers
+    )
+    assert response.status_code == 422, response.text
+    assert SECRET not in response.text
 
 
 async def test_the_decrypted_view_is_for_adapters_only(
@@ -122,7 +176,9 @@ async def test_the_decrypted_view_is_for_adapters_only(
         "api_token": token,
         "login": {"username": "svc", "password": "pw-" + token},
     }
-    created = await create_partner(gw, manager, config=config, signing_secrets=[SECRET])
+    created = await create_partner(
+        gw, manager, config=config, inbound_secrets=[OTHER_SECRET], outbound_secrets=[SECRET]
+    )
     partner = await stored(db, created["id"])
     view = service.partner_view(
         partner, envelope=gw.app.state.runtime.vault.envelope, registry=fake_registry()
@@ -185,7 +241,7 @@ async def test_secrets_appear_in_no_response_and_not_in_clear_in_the_database(
 async def test_a_masked_config_value_keeps_the_stored_secret(
     gw: Gateway, manager: ApiUser, db: Database
 ) -> None:
-    created = await create_partner(gw, manager, signing_secrets=[SECRET])
+    created = await create_partner(gw, manager, outbound_secrets=[SECRET])
     partner = await stored(db, created["id"])
     envelope = gw.app.state.runtime.vault.envelope
     before = service.partner_view(partner, envelope=envelope, registry=fake_registry())
@@ -417,9 +473,14 @@ async def test_create_is_idempotent(gw: Gateway, manager: ApiUser) -> None:
     assert first.status_code == second.status_code == 201
     assert second.headers["idempotent-replayed"] == "true"
     assert second.headers["location"] == first.headers["location"]
-    # The generated secret is shown once: a replay describes the partner without it.
-    assert first.json()["generated_signing_secret"] is not None
-    assert second.json() == {**first.json(), "generated_signing_secret": None}
+    # The generated secrets are shown once: a replay describes the partner without them.
+    generated = ("generated_inbound_secret", "generated_outbound_secret")
+    assert all(first.json()[name] is not None for name in generated)
+    assert second.json() == {
+        **first.json(),
+        **dict.fromkeys(generated),
+        "generated_signing_secret": None,
+    }
     changed = await gw.http.post("/v1/partners", json={**body, "name": "Another"}, headers=headers)
     assert changed.status_code == 422
     secret_changed = await gw.http.post(
@@ -447,7 +508,8 @@ async def test_patch_changes_only_the_fields_given(
     assert patched["rate_limit_per_second"] is None
     assert patched["rate_burst"] == 20
     assert patched["channels"] == ["europol"]
-    assert patched["signing_secrets"] == created["signing_secrets"]
+    assert patched["inbound_secrets"] == created["inbound_secrets"]
+    assert patched["outbound_secrets"] == created["outbound_secrets"]
     assert patched["config"] == created["config"]
     assert await routing_version(db) > version
 
@@ -460,6 +522,8 @@ async def test_patch_changes_only_the_fields_given(
         ({"adapter": "fake"}, ["body", "adapter"]),
         ({"id": "new-id"}, ["body", "id"]),
         ({"signing_secrets": []}, ["body", "signing_secrets"]),
+        ({"inbound_secrets": []}, ["body", "inbound_secrets"]),
+        ({"outbound_secrets": []}, ["body", "outbound_secrets"]),
         ({"config": {"url": "ftp://x"}}, ["body", "config", "url"]),
         ({"public_jwk": {"kty": "oct", "k": "AAAA"}}, ["body", "public_jwk"]),
         ({"rate_burst": 0}, ["body", "rate_burst"]),
@@ -486,8 +550,44 @@ async def test_signing_secrets_rotate_and_public_key_is_removed(
         headers=manager.headers,
     )
     assert response.status_code == 200, response.text
-    assert response.json()["signing_secrets"]["hints"] == [OTHER_SECRET[:10], SECRET[:10]]
+    assert response.json()["inbound_secrets"]["hints"] == [OTHER_SECRET[:10], SECRET[:10]]
+    assert response.json()["outbound_secrets"] == created["outbound_secrets"]
     assert response.json()["public_jwk"] is None
+
+
+async def test_each_direction_rotates_alone_and_never_takes_the_others_secret(
+    gw: Gateway, manager: ApiUser, db: Database
+) -> None:
+    """Rotating one direction leaves the other as it was; a secret of the other direction
+    is refused (422), so a rotation cannot make one key serve both."""
+    created = await create_partner(
+        gw, manager, inbound_secrets=[SECRET], outbound_secrets=[OTHER_SECRET]
+    )
+    url = f"/v1/partners/{created['id']}"
+    rotated = await gw.http.patch(
+        url, json={"outbound_secrets": [THIRD_SECRET, OTHER_SECRET]}, headers=manager.headers
+    )
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.json()["inbound_secrets"]["hints"] == [SECRET[:10]]
+    assert rotated.json()["outbound_secrets"]["hints"] == [THIRD_SECRET[:10], OTHER_SECRET[:10]]
+    rotated = await gw.http.patch(
+        url, json={"inbound_secrets": [FOURTH_SECRET]}, headers=manager.headers
+    )
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.json()["inbound_secrets"]["hints"] == [FOURTH_SECRET[:10]]
+    assert rotated.json()["outbound_secrets"]["count"] == 2
+    view = service.partner_view(
+        await stored(db, created["id"]),
+        envelope=gw.app.state.runtime.vault.envelope,
+        registry=fake_registry(),
+    )
+    assert [s.get_secret_value() for s in view.signing_secrets] == [THIRD_SECRET, OTHER_SECRET]
+    for body in ({"outbound_secrets": [FOURTH_SECRET]}, {"inbound_secrets": [OTHER_SECRET]}):
+        refused = await gw.http.patch(url, json=body, headers=manager.headers)
+        assert refused.status_code == 422, refused.text
+        assert [next(iter(body)) in e["loc"] for e in refused.json()["errors"]] == [True]
+    shown = await gw.http.get(url, headers=manager.headers)
+    assert shown.json()["inbound_secrets"]["hints"] == [FOURTH_SECRET[:10]]
 
 
 async def test_disable_partner_is_idempotent_bumps_routing_and_is_audited(

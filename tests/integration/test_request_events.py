@@ -94,7 +94,8 @@ class Bureau:
     """The SE SIRENE bureau: a webhook partner that pushes to us and receives our replies."""
 
     id: str
-    secret: str
+    secret: str  # signs its pushes to us
+    outbound_secret: str  # verifies what we send it
     server: Subscriber
 
 
@@ -163,9 +164,10 @@ class World:
         created: dict[str, Any] = response.json()
         return created
 
-    async def event_deliveries(self, request_id: str) -> list[dict[str, Any]]:
+    async def event_deliveries(self, request_id: str, viewer: ApiUser) -> list[dict[str, Any]]:
+        """The request's event deliveries `viewer` sees: those to its own subscriptions."""
         response = await self.http.get(
-            f"/v1/requests/{request_id}/deliveries", headers=self.manager.headers
+            f"/v1/requests/{request_id}/deliveries", headers=viewer.headers
         )
         assert response.status_code == 200, response.text
         deliveries: list[dict[str, Any]] = response.json()["deliveries"]
@@ -215,7 +217,9 @@ async def world(settings: Settings, own_database: str) -> AsyncIterator[World]:
                         session, name="events-admin", scopes=["admin"], actor="test", now=clock()
                     )
                 admin = ApiUser(issued.client.id, issued.api_key)
-                bureau = Bureau(f"se-sirene-{uuid.uuid4().hex[:8]}", new_secret(), server)
+                bureau = Bureau(
+                    f"se-sirene-{uuid.uuid4().hex[:8]}", new_secret(), new_secret(), server
+                )
                 response = await http.post(
                     "/v1/partners",
                     json={
@@ -225,7 +229,8 @@ async def world(settings: Settings, own_database: str) -> AsyncIterator[World]:
                         "country": "SE",
                         "config": {"url": f"{server.url}"},
                         "allow_loopback": True,
-                        "signing_secrets": [bureau.secret],
+                        "inbound_secrets": [bureau.secret],
+                        "outbound_secrets": [bureau.outbound_secret],
                     },
                     headers=admin.headers,
                 )
@@ -297,7 +302,7 @@ async def test_sirene_hit_answered_and_another_escalated_with_its_event(
     [delivery] = await wait_delivered(world.http, world.manager.headers, reply_id)
     assert delivery["partner"] == world.bureau.id
     [sent] = [r for r in world.bureau.server.requests if r.webhook_id == delivery["id"]]
-    reply = verified(world.bureau.secret, sent, world.clock())
+    reply = verified(world.bureau.outbound_secret, sent, world.clock())
     assert reply["data"]["message_id"] == reply_id
     assert (reply["data"]["type"], reply["data"]["case_ref"]) == ("reply", first_ref)
     assert reply["data"]["in_reply_to"] == hit_id
@@ -332,11 +337,13 @@ async def test_sirene_hit_answered_and_another_escalated_with_its_event(
 
     # 4. Its request.overdue event reaches the subscribers that asked for it, signed.
     async def delivered() -> bool:
-        found = await world.event_deliveries(second["id"])
+        found = await world.event_deliveries(second["id"], owner)
         return bool(found) and all(d["status"] == "delivered" for d in found)
 
     await until(delivered)
-    deliveries = await world.event_deliveries(second["id"])
+    deliveries = await world.event_deliveries(second["id"], owner)
+    # The desk sees the request, not where another client's subscriptions got its event.
+    assert await world.event_deliveries(second["id"], world.manager) == []
     assert {d["subscription"] for d in deliveries} == {every["id"], by_case["id"]}
     assert all(d["event"] == "request.overdue" for d in deliveries)
     assert all(d["request"] == second["id"] and d["partner"] is None for d in deliveries)
@@ -413,7 +420,7 @@ async def test_an_overdue_event_dead_letters_and_is_redriven(
     assert (await world.runtime.housekeeper.run_once())["escalation"] >= 1  # type: ignore[union-attr]
 
     async def mine() -> list[dict[str, Any]]:
-        found = await world.event_deliveries(request["id"])
+        found = await world.event_deliveries(request["id"], owner)
         return [d for d in found if d["subscription"] == created["id"]]
 
     async def settled() -> bool:

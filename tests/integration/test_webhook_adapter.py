@@ -187,9 +187,12 @@ async def test_partner_key_encrypts_body_as_jwe(
 async def test_no_signing_secret_refuses_to_send(
     adapter: WebhookAdapter, start_server: Callable[..., Awaitable[LocalServer]]
 ) -> None:
+    """Nothing goes out unsigned. A partner registered before each direction had its own
+    secrets has no outbound one until an operator gives it one: its deliveries wait
+    (retryable), never signed with the secret that verifies the partner's own pushes."""
     server = await start_server()
     msg, delivery = outbound()
-    with pytest.raises(PermanentDeliveryError, match="signing secret"):
+    with pytest.raises(RetryableDeliveryError, match="outbound signing secret"):
         await adapter.deliver(
             msg, partner(f"http://partner.test:{server.port}/", secrets=[]), delivery
         )

@@ -100,6 +100,8 @@ class PartnerView:
     name: str
     country: str | None
     config: BaseModel
+    # What deliveries to it are signed with (a partner's outbound secrets, never the
+    # inbound ones it signs its own pushes with).
     signing_secrets: Sequence[SecretStr] = ()
     public_jwk: Mapping[str, Any] | None = None
     allow_loopback: bool = False

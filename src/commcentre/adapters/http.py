@@ -265,7 +265,12 @@ class HttpPushAdapter(abc.ABC):
         """POST `document` as JSON, signed (and, with a partner key, encrypted), to the partner."""
         config = self._config(partner)
         if not partner.signing_secrets:
-            raise PermanentDeliveryError("partner has no signing secret; refusing to send unsigned")
+            # A partner registered before each direction had its own secrets: an operator
+            # gives it an outbound secret (docs/partners.md), then this delivery goes out.
+            raise RetryableDeliveryError(
+                "partner has no outbound signing secret; refusing to send unsigned "
+                "(set one with PATCH /v1/partners/{id} outbound_secrets)"
+            )
         body = orjson.dumps(document)
         content_type = "application/json"
         if partner.public_jwk is not None:

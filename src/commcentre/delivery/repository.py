@@ -17,9 +17,11 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from commcentre.bulk import insert_rows
 from commcentre.db import WriteSession
@@ -395,20 +397,37 @@ async def partners(session: WriteSession, partner_ids: Collection[str]) -> Seque
     return result.scalars().all()
 
 
-async def for_message(session: AsyncSession, message_id: uuid.UUID) -> Sequence[Delivery]:
+def visible_to(client_id: uuid.UUID | None) -> ColumnElement[bool]:
+    """The deliveries a client may see: to partners, and to subscriptions it owns.
+
+    Another client's subscription (its id, attempts, errors) is that client's business
+    alone, as the subscription itself is. `client_id` None: every delivery (an admin).
+    """
+    if client_id is None:
+        return true()
+    owned = select(Subscription.id).where(Subscription.client_id == client_id)
+    return or_(Delivery.subscription_id.is_(None), Delivery.subscription_id.in_(owned))
+
+
+async def for_message(
+    session: AsyncSession, message_id: uuid.UUID, *, seen_by: uuid.UUID | None
+) -> Sequence[Delivery]:
+    """The deliveries of a message that `seen_by` may see (None: all)."""
     result = await session.execute(
         select(Delivery)
-        .where(Delivery.message_id == message_id)
+        .where(Delivery.message_id == message_id, visible_to(seen_by))
         .order_by(Delivery.partner_id.is_(None), Delivery.partner_id, Delivery.subscription_id)
     )
     return result.scalars().all()
 
 
-async def for_request(session: AsyncSession, request_id: uuid.UUID) -> Sequence[Delivery]:
-    """The event deliveries of a request, by event then subscription."""
+async def for_request(
+    session: AsyncSession, request_id: uuid.UUID, *, seen_by: uuid.UUID | None
+) -> Sequence[Delivery]:
+    """The event deliveries of a request that `seen_by` may see, by event then subscription."""
     result = await session.execute(
         select(Delivery)
-        .where(Delivery.request_id == request_id)
+        .where(Delivery.request_id == request_id, visible_to(seen_by))
         .order_by(Delivery.event, Delivery.subscription_id)
     )
     return result.scalars().all()
@@ -462,6 +481,8 @@ class DeadLetterSelection:
     live_at: datetime | None = None
     # Only those whose message's retention period had ended at this instant.
     expired_at: datetime | None = None
+    # Only those this client may see (`visible_to`); None: all (an admin, the CLI).
+    seen_by: uuid.UUID | None = None
 
     def conditions(self) -> list[Any]:
         """WHERE conditions on deliveries: dead, and within this selection."""
@@ -480,6 +501,8 @@ class DeadLetterSelection:
             out.append(or_(Delivery.message_id.is_(None), _message_kept(self.live_at)))
         if self.expired_at is not None:
             out.extend([Delivery.message_id.is_not(None), ~_message_kept(self.expired_at)])
+        if self.seen_by is not None:
+            out.append(visible_to(self.seen_by))
         return out
 
 

@@ -35,8 +35,10 @@ _CURSOR_KIND = "dead-letters"
     summary="Delivery state of a message",
     description=(
         "Per destination partner or internal subscriber: status, attempts and every "
-        "attempt's outcome. Never the "
-        "payload, so no `X-Justification` is needed. Another client's message is 404."
+        "attempt's outcome. Never the payload, so no `X-Justification` is needed. Another "
+        "client's message is 404. Deliveries to internal subscribers are shown only to the "
+        "client owning the subscription (an admin sees all): another client's subscription "
+        "ids, attempts and errors never appear."
     ),
     responses=problem_responses(Forbidden, NotFound, UnprocessableContent),
 )
@@ -58,12 +60,13 @@ async def read_message_deliveries(
         "a message (`message_id`) or an event about a request (`request`, `event`, e.g. "
         "`request.overdue`). Filter by `partner` "
         "or `subscription`. `since` is inclusive, `until` exclusive, both on "
-        "`dead_since` and with a time zone."
+        "`dead_since` and with a time zone. Dead letters to internal subscribers are listed "
+        "only for the client owning the subscription (an admin sees all)."
     ),
     responses=problem_responses(Forbidden, UnprocessableContent),
 )
 async def list_dead_letters(
-    _manager: PartnerManager,
+    manager: PartnerManager,
     session: ReadSessionDep,
     partner: Annotated[str | None, Query(pattern=PARTNER_ID_PATTERN)] = None,
     subscription: Annotated[
@@ -83,6 +86,7 @@ async def list_dead_letters(
         until=until,
         after=after,
         limit=limit,
+        seen_by=service.viewer(manager),
     )
     next_cursor = None
     if len(items) == limit:
@@ -101,7 +105,9 @@ async def list_dead_letters(
         "filters: `partner` or `subscription`, `since` (inclusive), `until` (exclusive) on "
         "`dead_since`. Every partner and subscription concerned must be enabled and not "
         "deleted (else 409). `dry_run` reports what would be "
-        "redriven and changes nothing."
+        "redriven and changes nothing. Dead letters to another client's subscription are "
+        "never touched (an admin's redrive aside): by id they are skipped, and that "
+        "subscription as a filter is 404."
     ),
     responses=problem_responses(Forbidden, NotFound, Conflict, UnprocessableContent),
 )
@@ -114,7 +120,9 @@ async def redrive_dead_letters(
     now = runtime.clock()
 
     async def redrive(session: AsyncSession) -> tuple[int, dict[str, Any]]:
-        result = await service.redrive(session, body, actor=principal.actor, now=now)
+        result = await service.redrive(
+            session, body, actor=principal.actor, now=now, seen_by=service.viewer(principal)
+        )
         return 200, result.model_dump(mode="json")
 
     outcome = await runtime.idempotent.run(

@@ -1,6 +1,10 @@
 """Delivery rules for the API: who may see a message's deliveries, and redriving dead letters.
 
-Services flush; the caller commits.
+Who sees a delivery: one to a partner, whoever may see what it carries (the
+message's owner; partner operators in the dead letters); one to an internal
+subscriber, only the client owning that subscription, or an admin. Another
+client's subscription ids, attempts, errors never show, in any listing, as the
+subscription itself never does. Services flush; the caller commits.
 """
 
 import uuid
@@ -35,13 +39,19 @@ AUDIT_MAX_PARTNERS = 20
 _WAITING = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value)
 
 
+def viewer(principal: Principal) -> uuid.UUID | None:
+    """Whose subscriptions' deliveries a caller sees: its own, or (None) all for an admin."""
+    return None if principal.is_admin else principal.client_id
+
+
 async def deliveries_of(
     session: AsyncSession, message_id: uuid.UUID, *, principal: Principal
 ) -> MessageDeliveries:
-    """Per-partner delivery state of a message this client may see (else 404)."""
+    """Delivery state of a message this client may see (else 404): its partner deliveries
+    and those to subscriptions the client owns."""
     await repository.pin_snapshot(session)  # message, deliveries and attempts as of one moment
     message = await messages.get_visible(session, message_id, principal=principal)
-    rows = await repository.for_message(session, message.id)
+    rows = await repository.for_message(session, message.id, seen_by=viewer(principal))
     history: dict[uuid.UUID, list[DeliveryAttemptOut]] = {row.id: [] for row in rows}
     for attempt in await repository.attempt_history(session, list(history)):
         history[attempt.delivery_id].append(_attempt_out(attempt))
@@ -52,10 +62,13 @@ async def deliveries_of(
     )
 
 
-async def deliveries_of_request(session: AsyncSession, request_id: uuid.UUID) -> RequestDeliveries:
-    """The event deliveries of a request (the caller checked that the request exists)."""
+async def deliveries_of_request(
+    session: AsyncSession, request_id: uuid.UUID, *, principal: Principal
+) -> RequestDeliveries:
+    """The event deliveries of a request to subscriptions this client owns (all for an
+    admin); the caller checked that the request exists."""
     await repository.pin_snapshot(session)
-    rows = await repository.for_request(session, request_id)
+    rows = await repository.for_request(session, request_id, seen_by=viewer(principal))
     history: dict[uuid.UUID, list[DeliveryAttemptOut]] = {row.id: [] for row in rows}
     for attempt in await repository.attempt_history(session, list(history)):
         history[attempt.delivery_id].append(_attempt_out(attempt))
@@ -101,10 +114,16 @@ async def list_dead_letters(
     until: datetime | None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    seen_by: uuid.UUID | None = None,
 ) -> list[DeadLetterOut]:
-    """One page of dead letters, oldest first by when they died."""
+    """One page of dead letters, oldest first by when they died; `seen_by`: only those
+    to partners and to that client's subscriptions (None: all)."""
     selection = DeadLetterSelection(
-        partner_id=partner_id, subscription_id=subscription_id, since=since, until=until
+        partner_id=partner_id,
+        subscription_id=subscription_id,
+        since=since,
+        until=until,
+        seen_by=seen_by,
     )
     rows = await repository.list_dead(session, selection, after=after, limit=limit)
     return [
@@ -125,7 +144,12 @@ async def list_dead_letters(
 
 
 async def redrive(
-    session: AsyncSession, request: DeadLetterRedrive, *, actor: str, now: datetime
+    session: AsyncSession,
+    request: DeadLetterRedrive,
+    *,
+    actor: str,
+    now: datetime,
+    seen_by: uuid.UUID | None = None,
 ) -> RedriveResult:
     """Put dead letters back to pending (attempts from 0), or with dry_run say which would be.
 
@@ -134,6 +158,8 @@ async def redrive(
     that are not): the dispatcher never claims a disabled partner's or
     subscription's deliveries, so they would only sit there (and a deleted
     subscription's would die again). A real redrive is audited as an alteration.
+    `seen_by`: only dead letters to partners and to that client's subscriptions
+    (another client's subscription is 'not found', its dead letters 'skipped').
     """
     ids = list(dict.fromkeys(request.ids)) if request.ids is not None else None
     selection = DeadLetterSelection(
@@ -143,6 +169,7 @@ async def redrive(
         since=request.since,
         until=request.until,
         live_at=now,
+        seen_by=seen_by,
     )
     expired = await repository.count_dead(session, replace(selection, live_at=None, expired_at=now))
     disabled = await repository.disabled_partners_of_dead(session, selection)
@@ -155,7 +182,7 @@ async def redrive(
     unavailable = await repository.unavailable_subscriptions_of_dead(session, selection)
     if request.subscription is not None:
         subscription = await subscriptions_repository.get_any(session, request.subscription)
-        if subscription is None:
+        if subscription is None or seen_by not in (None, subscription.client_id):
             raise NotFound(f"subscription {request.subscription} does not exist")
         if (
             not subscription.enabled or subscription.deleted_at is not None

@@ -40,9 +40,10 @@ body is read:
 - `webhook-timestamp`: integer seconds since the epoch, within
   `COMMCENTRE_INBOUND_TOLERANCE_SECONDS` (default 300) of our clock, either way;
 - `webhook-signature`: space-separated `v1,<base64>` entries, each the HMAC-SHA256 of
-  `{webhook-id}.{webhook-timestamp}.{raw body}` under a `whsec_` signing secret of the
-  partner (the key is the base64 after the prefix). One matching entry, under any of
-  the partner's current secrets, is enough: during a rotation the partner signs with both.
+  `{webhook-id}.{webhook-timestamp}.{raw body}` under one of the partner's **inbound**
+  `whsec_` secrets (the key is the base64 after the prefix). One matching entry, under any
+  of them, is enough: during a rotation the partner signs with both. The partner's
+  outbound secrets (what our deliveries to it are signed with) are never accepted here.
 
 The body is the partner's document in its adapter's format (docs/partners.md):
 `application/json` as is, or `application/jose`: a compact JWE to one of our exchange keys
@@ -52,10 +53,14 @@ The body is the partner's document in its adapter's format (docs/partners.md):
 Answers: **202** stored (sealed, audited, fanned out to subscribers); **200** this
 webhook-id was received from this partner before, nothing new stored, the same `id`;
 **401** a header is missing or malformed, the timestamp is out of tolerance, or no
-signature matches; **404** no enabled partner with this id; **409** the partner does not
-push messages (e.g. filedrop); **413** body too large; **415** another content type;
+signature matches (problem type `replayed-delivery` when the push is one of our own
+deliveries, captured and sent back); **404** no enabled partner with this id; **409**
+the partner does not push messages (e.g. filedrop); **413** body too large; **415**
+another content type;
 **422** the JWE is refused or the document does not fit the format (`errors` name JSON
-paths, never values). Nothing is stored on any refusal.
+paths, never values), or (problem type `replayed-delivery`) the webhook-id is one of our
+delivery ids or the document's message id one of our message ids: our own outbound
+format is never taken back as a partner's message. Nothing is stored on any refusal.
 """
 
 # A partner on the `webhook` adapter sends what our webhook adapter sends (docs/partners.md).
@@ -144,6 +149,9 @@ async def receive_inbound(
         outcome = await _receive(
             partner_id, request, runtime, webhook_id, webhook_timestamp, webhook_signature
         )
+    except service.REPLAY_REFUSALS:
+        runtime.metrics.inbound_refused.labels("replay").inc()
+        raise
     except CommCentreError as exc:
         runtime.metrics.inbound_refused.labels(_REFUSAL_REASONS.get(exc.status, "other")).inc()
         raise

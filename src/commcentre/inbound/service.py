@@ -3,22 +3,31 @@
 The order is what keeps refusals cheap and storage-free:
 
 1. headers and timestamp (401), the partner (404, the same for unknown and
-   disabled), the signature over the raw body (401): nothing parsed yet;
-2. the inbox: a webhook-id already received answers 200 with the stored id;
-3. the body: `application/json` as is, `application/jose` decrypted (422),
-   anything else 415; then the partner's adapter reads it (422 with paths);
-4. one write transaction: audit entry first (its seq orders the pull feed),
+   disabled), the signature over the raw body under the partner's inbound
+   secrets (401): nothing parsed yet;
+2. our own deliveries, refused as replays: a push whose signature fails but
+   which is one of our deliveries, signed as we signed it (401), or a signed
+   push whose webhook-id is one of our delivery ids (422); both are logged
+   as `inbound_replay_refused` and counted under reason `replay`;
+3. the inbox: a webhook-id already received answers 200 with the stored id;
+4. the body: `application/json` as is, `application/jose` decrypted (422),
+   anything else 415; then the partner's adapter reads it (422 with paths),
+   and a document that names one of our messages as its own (`message_id`)
+   is a replay too (422);
+5. one write transaction: audit entry first (its seq orders the pull feed),
    message, blind-index rows, inbox row, subscriber deliveries. The inbox's
    unique (partner, webhook-id) is the real guard: a concurrent duplicate that
    loses the race rolls back and answers 200 like any other.
 """
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
+import structlog
 from pydantic import SecretStr
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +44,7 @@ from commcentre.errors import (
     Conflict,
     FieldError,
     NotFound,
+    Unauthorized,
     UnprocessableContent,
     UnsupportedMediaType,
 )
@@ -49,7 +59,11 @@ from commcentre.partners import sealing
 from commcentre.partners.models import Partner
 from commcentre.partners.service import partner_view
 from commcentre.requests.automation import apply_inbound
+from commcentre.subscriptions import repository as subscriptions_repository
+from commcentre.subscriptions import sealing as subscriptions_sealing
 from commcentre.subscriptions.fanout import deliveries_for
+
+log = structlog.get_logger(__name__)
 
 RECEIVED = "received"
 RECEIVED_EVENT = "message.received"
@@ -92,6 +106,22 @@ class InboundServices:
     on_committed: Callable[[], None] | None = None
 
 
+class ReplayedDelivery(Unauthorized):
+    """A push that is one of our own deliveries, signed as we signed it: captured, sent back."""
+
+    slug = "replayed-delivery"
+
+
+class OwnDeliveryRefused(UnprocessableContent):
+    """A push signed with the partner's inbound secret that carries our own delivery or
+    message id: our outbound format is never accepted back as the partner's message."""
+
+    slug = "replayed-delivery"
+
+
+REPLAY_REFUSALS = (ReplayedDelivery, OwnDeliveryRefused)
+
+
 def _unknown_partner() -> NotFound:
     # One answer for unknown and disabled partners: the caller learns nothing of which.
     return NotFound("no partner receives webhooks at this address")
@@ -108,6 +138,7 @@ async def receive(services: InboundServices, push: InboundPush, *, now: datetime
     view, reader = _reader(partner, services)
     document = _document(push, services.exchange_keys)
     parsed = _parse(reader, document, view, adapter=partner.adapter)
+    await _refuse_our_message(services, partner, parsed)
     return await _store(services, partner, push, parsed, now=now)
 
 
@@ -120,13 +151,122 @@ async def _verified_partner(
     if partner is None or not partner.enabled:
         raise _unknown_partner()
     try:
-        secrets = sealing.open_sealed(services.vault.envelope, partner).signing_secrets
+        opened = sealing.open_sealed(services.vault.envelope, partner)
     except CryptoError:
         raise Conflict(
             "the partner's signing secrets cannot be opened here; an operator must fix them"
         ) from None
-    verify_signature(push.headers, push.body, [SecretStr(s) for s in secrets])
+    delivery_id = _uuid(push.headers.webhook_id)
+    try:
+        # Only the inbound secrets: the outbound ones sign what we send, and anyone holding
+        # a delivery of ours (the partner, a proxy's log) holds a signature under them.
+        verify_signature(push.headers, push.body, _secrets(opened.inbound_secrets))
+    except Unauthorized:
+        if delivery_id is not None:
+            await _refuse_captured_delivery(session, push, services, partner, delivery_id)
+        raise
+    if delivery_id is not None and await repository.own_delivery(session, delivery_id):
+        # Signed with the inbound secret, yet one of our delivery ids: a secret that also
+        # signs deliveries somewhere (another partner's, a subscription's), or a sender
+        # echoing our delivery. Either way it is ours, not the partner's message.
+        _log_replay(partner, delivery_id, matched="inbound secret")
+        raise OwnDeliveryRefused(
+            "the webhook-id is one of our own delivery ids: a delivery we sent is never "
+            "accepted back as a partner's message (suspected replay)"
+        )
     return partner
+
+
+def _secrets(values: Sequence[str]) -> list[SecretStr]:
+    return [SecretStr(value) for value in values]
+
+
+def _uuid(text: str) -> uuid.UUID | None:
+    """Our ids are UUIDs; anything else cannot be one of them."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+async def _refuse_captured_delivery(
+    session: AsyncSession,
+    push: InboundPush,
+    services: InboundServices,
+    partner: Partner,
+    delivery_id: uuid.UUID,
+) -> None:
+    """Raise ReplayedDelivery when the push is our delivery `delivery_id`, signed as we
+    signed it (the signature proves it: no one can forge this label).
+
+    A captured partner or subscriber delivery replayed here fails the inbound signature
+    whatever happens; this only names it, so that the capture gets noticed.
+    """
+    ours = await repository.own_delivery(session, delivery_id)
+    if ours is None:
+        return
+    signed_with = await _secrets_of(session, ours, services)
+    try:
+        verify_signature(push.headers, push.body, signed_with)
+    except Unauthorized:
+        return
+    destination = "partner" if ours.partner_id is not None else "subscription"
+    _log_replay(partner, delivery_id, matched=f"{destination} delivery signature")
+    raise ReplayedDelivery(
+        "this is one of our own deliveries (its webhook-id and signature are ours), sent "
+        "back: never accepted as a partner's message (suspected replay of a captured delivery)"
+    )
+
+
+async def _secrets_of(
+    session: AsyncSession, ours: repository.OwnDelivery, services: InboundServices
+) -> list[SecretStr]:
+    """The secrets our delivery was signed with: its partner's outbound secrets, or its
+    subscription's; none when they cannot be opened."""
+    envelope = services.vault.envelope
+    try:
+        if ours.partner_id is not None:
+            destination = await partners_repository.get(session, ours.partner_id)
+            if destination is not None:
+                return _secrets(sealing.open_sealed(envelope, destination).outbound_secrets)
+        elif ours.subscription_id is not None:
+            subscription = await subscriptions_repository.get_any(session, ours.subscription_id)
+            if subscription is not None:
+                opened = subscriptions_sealing.open_sealed(envelope, subscription)
+                return _secrets(opened.signing_secrets)
+    except CryptoError:
+        pass  # nothing to compare with: the push is refused as a bad signature all the same
+    return []
+
+
+def _log_replay(partner: Partner, delivery_id: uuid.UUID, *, matched: str) -> None:
+    # Identifiers only: never the body or a secret (logs.py).
+    log.warning(
+        "inbound_replay_refused", partner=partner.id, delivery_id=str(delivery_id), matched=matched
+    )
+
+
+async def _refuse_our_message(
+    services: InboundServices, partner: Partner, parsed: ParsedInbound
+) -> None:
+    """A document whose own id (`message_id`) is the id of one of our messages is our
+    outbound (or subscriber) format coming back, not a message of the partner's."""
+    message_id = _uuid(parsed.partner_ref) if parsed.partner_ref is not None else None
+    if message_id is None:
+        return
+    async with services.db.read_sessions() as session:
+        ours = await repository.is_own_message(session, message_id)
+    if ours:
+        log.warning(
+            "inbound_replay_refused",
+            partner=partner.id,
+            message_id=str(message_id),
+            matched="our message id",
+        )
+        raise OwnDeliveryRefused(
+            "the document's message id is the id of one of our own messages: a message we "
+            "sent is never accepted back as a partner's message (suspected replay)"
+        )
 
 
 Reader = Callable[[dict[str, Any], PartnerView], ParsedInbound]

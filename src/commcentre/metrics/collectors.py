@@ -75,7 +75,7 @@ class Metrics:
         )
         self.inbound_refused = Counter(
             "commcentre_inbound_refused",
-            "Partner webhooks refused, by reason (signature, timestamp, payload, partner).",
+            "Partner webhooks refused, by reason (signature, replay, payload, partner, other).",
             ["reason"],
             registry=r,
         )

@@ -137,16 +137,30 @@ def create(
     config_json: Annotated[str, typer.Option(help="Adapter config as a JSON object.")] = "{}",
     country: Annotated[str | None, typer.Option(help="ISO 3166-1 country.")] = None,
     channel: Annotated[list[str] | None, typer.Option(help="Repeat per channel.")] = None,
+    inbound_secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="whsec_ secret that verifies the partner's pushes; repeat for several. "
+            "None: one is generated."
+        ),
+    ] = None,
+    outbound_secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="whsec_ secret that signs our deliveries; repeat for several. "
+            "None: one is generated."
+        ),
+    ] = None,
     secret: Annotated[
         list[str] | None,
-        typer.Option(help="whsec_ signing secret; repeat for several. None: one is generated."),
+        typer.Option(help="Deprecated name of --inbound-secret.", hidden=True),
     ] = None,
     public_jwk_file: Annotated[
         Path | None, typer.Option(help="File with the partner's public JWK (JSON).")
     ] = None,
     disabled: Annotated[bool, typer.Option(help="Register it disabled.")] = False,
 ) -> None:
-    """Register a partner; a generated signing secret is printed once."""
+    """Register a partner; generated signing secrets are printed once."""
     from commcentre.clock import utcnow
     from commcentre.partners import service
     from commcentre.partners.schemas import PartnerCreate
@@ -166,6 +180,8 @@ def create(
                 "config": config,
                 "country": country,
                 "channels": channel or [],
+                "inbound_secrets": inbound_secret or [],
+                "outbound_secrets": outbound_secret or [],
                 "signing_secrets": secret or [],
                 "public_jwk": jwk,
                 "enabled": not disabled,
@@ -178,8 +194,48 @@ def create(
 
     created = run(register)
     typer.echo(_dump(created.partner))
-    if created.generated_secret is not None:
-        typer.echo(f"signing secret (shown once): {created.generated_secret}")
+    if created.generated_inbound_secret is not None:
+        typer.echo(f"inbound secret (shown once): {created.generated_inbound_secret}")
+    if created.generated_outbound_secret is not None:
+        typer.echo(f"outbound secret (shown once): {created.generated_outbound_secret}")
+
+
+@app.command("rotate-secret")
+def rotate_secret(
+    partner_id: str,
+    direction: Annotated[
+        str, typer.Option(help="inbound (verifies its pushes) or outbound (signs ours).")
+    ],
+    finish: Annotated[
+        bool, typer.Option(help="End the rotation: keep only the newest secret.")
+    ] = False,
+) -> None:
+    """Rotate one direction's signing secret: a new one is printed once and the old ones
+    kept until `--finish`."""
+    from commcentre.clock import utcnow
+    from commcentre.partners import service
+
+    if direction not in ("inbound", "outbound"):
+        raise fail("--direction must be inbound or outbound")
+    chosen: service.Direction = "inbound" if direction == "inbound" else "outbound"
+
+    async def apply() -> str | None:
+        async with tools() as t, t.db.write_sessions() as session, session.begin():
+            return await service.rotate_secret(
+                session,
+                partner_id,
+                direction=chosen,
+                finish=finish,
+                envelope=t.envelope,
+                actor=actor(),
+                now=utcnow(),
+            )
+
+    generated = run(apply)
+    if generated is None:
+        typer.echo(f"partner {partner_id}: only the newest {direction} secret is kept")
+    else:
+        typer.echo(f"{direction} secret (shown once): {generated}")
 
 
 @app.command("disable")

@@ -56,8 +56,13 @@ async def list_partners(
     response_model=PartnerCreated,
     summary="Register a partner",
     description=(
-        "The adapter must be installed and the config must satisfy its model. Without "
-        "`signing_secrets` one is generated and returned once in `generated_signing_secret`."
+        "The adapter must be installed and the config must satisfy its model. Each direction "
+        "has secrets of its own: `inbound_secrets` verify what the partner pushes to us, "
+        "`outbound_secrets` sign what we deliver to it; one secret may not serve both (422). "
+        "A direction given none gets one generated, returned once in "
+        "`generated_inbound_secret` / `generated_outbound_secret`. `signing_secrets` is the "
+        "deprecated name of `inbound_secrets`, and `generated_signing_secret` of "
+        "`generated_inbound_secret`."
     ),
     responses=problem_responses(Forbidden, Conflict, UnprocessableContent),
 )
@@ -68,7 +73,7 @@ async def create_partner(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     now = runtime.clock()
-    generated: list[str] = []
+    generated: dict[str, str | None] = {}
 
     async def create(session: AsyncSession) -> tuple[int, dict[str, Any]]:
         created = await service.create_partner(
@@ -79,10 +84,13 @@ async def create_partner(
             actor=principal.actor,
             now=now,
         )
-        if created.generated_secret is not None:
-            generated.append(created.generated_secret)
-        # What the Idempotency-Key store keeps: never the secret.
-        return 201, {**created.partner.model_dump(mode="json"), "generated_signing_secret": None}
+        generated.update(
+            generated_inbound_secret=created.generated_inbound_secret,
+            generated_outbound_secret=created.generated_outbound_secret,
+            generated_signing_secret=created.generated_inbound_secret,
+        )
+        # What the Idempotency-Key store keeps: never a secret.
+        return 201, {**created.partner.model_dump(mode="json"), **dict.fromkeys(generated)}
 
     outcome = await runtime.idempotent.run(
         client_id=principal.client_id,
@@ -94,8 +102,8 @@ async def create_partner(
     )
     runtime.routing.invalidate()
     content = dict(outcome.body)
-    if generated and not outcome.replayed:
-        content["generated_signing_secret"] = generated[0]
+    if not outcome.replayed:
+        content.update(generated)
     headers = {"Location": f"/v1/partners/{content['id']}"}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -122,8 +130,10 @@ async def read_partner(
     summary="Change a partner",
     description=(
         "Only the fields given change. `config` is checked again by the adapter (masked "
-        "values keep their stored secret); `signing_secrets` replaces the list (rotation); "
-        "`enabled: true` clears `disabled_reason`."
+        "values keep their stored secret); `inbound_secrets` and `outbound_secrets` each "
+        "replace their direction's list (rotation: the new and the old secret, later the new "
+        "one alone), and neither may hold a secret of the other (422); `signing_secrets` is "
+        "the deprecated name of `inbound_secrets`. `enabled: true` clears `disabled_reason`."
     ),
     responses=problem_responses(Forbidden, NotFound, Conflict, UnprocessableContent),
 )

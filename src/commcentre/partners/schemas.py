@@ -9,8 +9,9 @@ import base64
 import binascii
 import secrets
 import warnings
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 import orjson
 from joserfc.errors import JoseError
@@ -23,6 +24,7 @@ from pydantic import (
     SecretStr,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -71,14 +73,33 @@ SigningSecret = Annotated[SecretStr, AfterValidator(_check_signing_secret)]
 SigningSecrets = Annotated[
     list[SigningSecret],
     AfterValidator(_unique_secrets),
-    Field(
-        max_length=MAX_SIGNING_SECRETS,
-        description=(
-            "Standard Webhooks secrets (`whsec_` + base64). Several during a rotation: "
-            "outbound signs with each, inbound accepts any."
-        ),
-    ),
+    Field(max_length=MAX_SIGNING_SECRETS),
 ]
+
+INBOUND_SECRETS_DOC = (
+    "Standard Webhooks secrets (`whsec_` + base64) that verify what the partner pushes to "
+    "`POST /v1/inbound/{id}`; any one matching is enough (several during a rotation)."
+)
+OUTBOUND_SECRETS_DOC = (
+    "Standard Webhooks secrets (`whsec_` + base64) that sign what we deliver to the "
+    "partner: one `v1` signature per secret (several during a rotation). Never one of "
+    "the inbound secrets: a key serves one direction only."
+)
+SIGNING_SECRETS_DOC = (
+    "Deprecated: the inbound secrets under their old name (before the two directions had "
+    "secrets of their own). Give `inbound_secrets` instead; not both."
+)
+
+
+def check_directions(inbound: Sequence[SecretStr], outbound: Sequence[SecretStr]) -> None:
+    """Refuse a secret that would serve both directions (a captured delivery would replay)."""
+    if {s.get_secret_value() for s in inbound} & {s.get_secret_value() for s in outbound}:
+        raise PydanticCustomError(
+            "secret_reused",
+            "a secret may not both verify inbound pushes and sign outbound deliveries: "
+            "give each direction its own",
+        )
+
 
 # Members that only a private (or symmetric) JWK has.
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
@@ -166,8 +187,16 @@ class PartnerCreate(BaseModel):
     channels: Channels = []
     adapter: AdapterName = Field(description="A registered adapter, e.g. `webhook`.")
     config: dict[str, Any] = Field(default={}, description="Checked by the adapter's model.")
+    inbound_secrets: SigningSecrets = Field(
+        default=[],
+        description=INBOUND_SECRETS_DOC + " None given: one is generated and returned once.",
+    )
+    outbound_secrets: SigningSecrets = Field(
+        default=[],
+        description=OUTBOUND_SECRETS_DOC + " None given: one is generated and returned once.",
+    )
     signing_secrets: SigningSecrets = Field(
-        default=[], description="None given: one is generated and returned once."
+        default=[], description=SIGNING_SECRETS_DOC, json_schema_extra={"deprecated": True}
     )
     public_jwk: PublicJwk | None = None
     enabled: bool = True
@@ -175,14 +204,32 @@ class PartnerCreate(BaseModel):
     rate_limit_per_second: RatePerSecond | None = None
     rate_burst: RateBurst = 1
 
+    @model_validator(mode="after")
+    def _one_key_one_direction(self) -> Self:
+        if self.signing_secrets and self.inbound_secrets:
+            raise ValueError("give inbound_secrets, or the deprecated signing_secrets, not both")
+        check_directions(self.given_inbound_secrets, self.outbound_secrets)
+        return self
+
+    @property
+    def given_inbound_secrets(self) -> list[SecretStr]:
+        """The inbound secrets given, under their name or the deprecated one."""
+        return self.inbound_secrets or self.signing_secrets
+
     def canonical(self) -> bytes:
         """The body as stable JSON, secrets included (for the Idempotency-Key fingerprint)."""
         data = self.model_dump(mode="json")
-        data["signing_secrets"] = [s.get_secret_value() for s in self.signing_secrets]
+        for name in ("inbound_secrets", "outbound_secrets", "signing_secrets"):
+            data[name] = [s.get_secret_value() for s in getattr(self, name)]
+        # Left out when empty, so a key stored before the split still matches its body.
+        for name in ("inbound_secrets", "outbound_secrets"):
+            if not data[name]:
+                del data[name]
         return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 
 
-_NOT_NULL = ("name", "channels", "config", "signing_secrets", "enabled", "allow_loopback")
+_SECRET_LISTS = ("inbound_secrets", "outbound_secrets", "signing_secrets")
+_NOT_NULL = ("name", "channels", "config", *_SECRET_LISTS, "enabled", "allow_loopback")
 
 
 class PartnerPatch(BaseModel):
@@ -190,7 +237,9 @@ class PartnerPatch(BaseModel):
 
     `config` replaces the whole config and is checked again; a value left as
     the mask `**********` keeps the secret stored at that place.
-    `signing_secrets` replaces the list (rotation: send the new and the old one).
+    `inbound_secrets` and `outbound_secrets` each replace their list (rotation:
+    send the new and the old one, later the new one alone); `signing_secrets` is
+    the deprecated name of `inbound_secrets`.
     """
 
     model_config = ConfigDict(
@@ -201,7 +250,7 @@ class PartnerPatch(BaseModel):
                 {"enabled": False},
                 {"rate_limit_per_second": 5, "rate_burst": 10},
                 {
-                    "signing_secrets": [
+                    "outbound_secrets": [
                         "whsec_bmV3LXNlY3JldC1mb3Itcm90YXRpb24tMDAwMDAwMDA=",
                         "whsec_b2xkLXNlY3JldC1zdGlsbC1pbi11c2UtMDAwMDAwMDA=",
                     ]
@@ -214,12 +263,28 @@ class PartnerPatch(BaseModel):
     country: CountryCode | None = None
     channels: Channels | None = None
     config: dict[str, Any] | None = None
-    signing_secrets: SigningSecrets | None = None
+    inbound_secrets: SigningSecrets | None = Field(None, description=INBOUND_SECRETS_DOC)
+    outbound_secrets: SigningSecrets | None = Field(None, description=OUTBOUND_SECRETS_DOC)
+    signing_secrets: SigningSecrets | None = Field(
+        None, description=SIGNING_SECRETS_DOC, json_schema_extra={"deprecated": True}
+    )
     public_jwk: PublicJwk | None = None
     enabled: bool | None = None
     allow_loopback: bool | None = None
     rate_limit_per_second: RatePerSecond | None = None
     rate_burst: RateBurst | None = None
+
+    @model_validator(mode="after")
+    def _one_key_one_direction(self) -> Self:
+        if self.signing_secrets is not None and self.inbound_secrets is not None:
+            raise ValueError("give inbound_secrets, or the deprecated signing_secrets, not both")
+        check_directions(self.given_inbound_secrets or [], self.outbound_secrets or [])
+        return self
+
+    @property
+    def given_inbound_secrets(self) -> list[SecretStr] | None:
+        """The new inbound secrets, under their name or the deprecated one; None: unchanged."""
+        return self.inbound_secrets if self.inbound_secrets is not None else self.signing_secrets
 
     @field_validator(*_NOT_NULL, "rate_burst", mode="before")
     @classmethod
@@ -228,11 +293,13 @@ class PartnerPatch(BaseModel):
             raise PydanticCustomError("not_null", "may be left out but not set to null")
         return value
 
-    @field_validator("signing_secrets")
+    @field_validator(*_SECRET_LISTS)
     @classmethod
     def _keep_one_secret(cls, value: list[SecretStr] | None) -> list[SecretStr] | None:
         if value is not None and not value:
-            raise PydanticCustomError("too_short", "a partner keeps at least one signing secret")
+            raise PydanticCustomError(
+                "too_short", "a partner keeps at least one signing secret in each direction"
+            )
         return value
 
 
@@ -257,7 +324,17 @@ class PartnerOut(BaseModel):
     config_problem: str | None = Field(
         None, description="Why the config cannot be shown (e.g. the adapter is not installed)."
     )
-    signing_secrets: SigningSecretsOut
+    inbound_secrets: SigningSecretsOut = Field(
+        description="The secrets that verify what the partner pushes to us."
+    )
+    outbound_secrets: SigningSecretsOut = Field(
+        description="The secrets that sign what we deliver; count 0: nothing is sent to the "
+        "partner until an operator gives it one (a partner registered before the split)."
+    )
+    signing_secrets: SigningSecretsOut = Field(
+        description="Deprecated: `inbound_secrets` under its old name.",
+        json_schema_extra={"deprecated": True},
+    )
     public_jwk: dict[str, Any] | None
     enabled: bool
     disabled_reason: str | None
@@ -269,14 +346,27 @@ class PartnerOut(BaseModel):
 
 
 class PartnerCreated(PartnerOut):
-    """The answer to a create: the generated signing secret appears here and nowhere else."""
+    """The answer to a create: generated signing secrets appear here and nowhere else."""
 
-    generated_signing_secret: str | None = Field(
+    generated_inbound_secret: str | None = Field(
         None,
         description=(
-            "Set when no secret was given: store it now, it is never shown again "
-            "(not even when the request is replayed with its Idempotency-Key)."
+            "Set when no inbound secret was given: the partner signs its pushes with it. "
+            "Store it now, it is never shown again (not even when the request is replayed "
+            "with its Idempotency-Key)."
         ),
+    )
+    generated_outbound_secret: str | None = Field(
+        None,
+        description=(
+            "Set when no outbound secret was given: the partner verifies our deliveries with "
+            "it. Shown once, like `generated_inbound_secret`."
+        ),
+    )
+    generated_signing_secret: str | None = Field(
+        None,
+        description="Deprecated: `generated_inbound_secret` under its old name.",
+        json_schema_extra={"deprecated": True},
     )
 
 

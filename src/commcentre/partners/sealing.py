@@ -1,8 +1,17 @@
 """Sealing a partner's adapter config and signing secrets as one envelope.
 
-The plaintext, `{"config": {...secrets revealed...}, "secrets": ["whsec_..."]}`,
-is bound to the partner row by its `uid` and the context "partner": a sealed
-blob copied onto another partner, or read as a message, fails to open.
+The plaintext, `{"config": {...secrets revealed...}, "inbound_secrets":
+["whsec_..."], "outbound_secrets": ["whsec_..."]}`, is bound to the partner row
+by its `uid` and the context "partner": a sealed blob copied onto another
+partner, or read as a message, fails to open.
+
+One key never serves both directions: `inbound_secrets` verify what the partner
+pushes to us, `outbound_secrets` sign what we send it, so a captured delivery of
+ours cannot pass as the partner's own push. Rows sealed before the split hold one
+list, `"secrets"`, that signed and verified both ways; it opens as the inbound
+secrets (what the partner signs with stays valid) and no outbound secret, so
+nothing is sent to such a partner until an operator gives it one (docs/partners.md).
+No migration can do this: only the keyring opens the envelope.
 """
 
 import uuid
@@ -27,10 +36,16 @@ class PartnerSecrets:
     """The opened envelope of a partner: lives in memory only."""
 
     config: dict[str, Any]
-    signing_secrets: list[str]
+    # Verify what the partner pushes to POST /v1/inbound/{id}.
+    inbound_secrets: list[str]
+    # Sign what we deliver to the partner; empty for a row sealed before the split.
+    outbound_secrets: list[str]
 
     def __repr__(self) -> str:
-        return f"PartnerSecrets(<{len(self.config)} config keys>, <{len(self.signing_secrets)}>)"
+        return (
+            f"PartnerSecrets(<{len(self.config)} config keys>, <{len(self.inbound_secrets)} "
+            f"inbound>, <{len(self.outbound_secrets)} outbound>)"
+        )
 
 
 def revealed_config(config: BaseModel) -> dict[str, Any]:
@@ -65,7 +80,13 @@ def keep_masked(new: Any, stored: Any) -> Any:
 
 
 def seal(envelope: Envelope, partner_uid: uuid.UUID, secrets: PartnerSecrets) -> SealedPayload:
-    plaintext = orjson.dumps({"config": secrets.config, "secrets": secrets.signing_secrets})
+    plaintext = orjson.dumps(
+        {
+            "config": secrets.config,
+            "inbound_secrets": secrets.inbound_secrets,
+            "outbound_secrets": secrets.outbound_secrets,
+        }
+    )
     return envelope.seal(plaintext, record_id=partner_uid, context=ENVELOPE_CONTEXT)
 
 
@@ -86,4 +107,10 @@ def open_sealed(envelope: Envelope, partner: Partner) -> PartnerSecrets:
         ciphertext=partner.ciphertext,
     )
     data = orjson.loads(envelope.open(sealed, record_id=partner.uid, context=ENVELOPE_CONTEXT))
-    return PartnerSecrets(config=dict(data["config"]), signing_secrets=list(data["secrets"]))
+    if "inbound_secrets" not in data:  # sealed before the split: see the module docstring
+        return PartnerSecrets(dict(data["config"]), list(data["secrets"]), [])
+    return PartnerSecrets(
+        config=dict(data["config"]),
+        inbound_secrets=list(data["inbound_secrets"]),
+        outbound_secrets=list(data["outbound_secrets"]),
+    )

@@ -8,7 +8,7 @@ of secrets. Services flush; the caller commits.
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import SecretStr
 from sqlalchemy.exc import IntegrityError
@@ -17,12 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from commcentre.adapters.base import AdapterConfigError, PartnerView
 from commcentre.audit.service import AuditAction, AuditRecord, append
 from commcentre.crypto import CryptoError, Envelope
-from commcentre.errors import Conflict, NotFound
+from commcentre.errors import Conflict, FieldError, NotFound, UnprocessableContent
 from commcentre.ids import new_id
 from commcentre.partners import repository, sealing
 from commcentre.partners.adapter_config import AdapterCatalog, adapter_config, checked_config
 from commcentre.partners.models import Partner
 from commcentre.partners.schemas import (
+    MAX_SIGNING_SECRETS,
     PartnerCreate,
     PartnerOut,
     PartnerPatch,
@@ -42,6 +43,7 @@ __all__ = [
     "list_partners",
     "partner_out",
     "partner_view",
+    "rotate_secret",
     "update_partner",
 ]
 
@@ -51,10 +53,11 @@ DISABLED_REASON_MAX = 200
 
 @dataclass(frozen=True, slots=True)
 class CreatedPartner:
-    """A new partner as shown, and the signing secret generated for it (shown once)."""
+    """A new partner as shown, and the signing secrets generated for it (shown once)."""
 
     partner: PartnerOut
-    generated_secret: str | None
+    generated_inbound_secret: str | None
+    generated_outbound_secret: str | None = None
 
 
 def partner_view(partner: Partner, *, envelope: Envelope, registry: AdapterCatalog) -> PartnerView:
@@ -69,7 +72,8 @@ def partner_view(partner: Partner, *, envelope: Envelope, registry: AdapterCatal
         name=partner.name,
         country=partner.country,
         config=adapter_config(registry, partner.adapter, opened.config),
-        signing_secrets=tuple(SecretStr(s) for s in opened.signing_secrets),
+        # Adapters sign what they send: the outbound secrets, never the inbound ones.
+        signing_secrets=tuple(SecretStr(s) for s in opened.outbound_secrets),
         public_jwk=partner.public_jwk,
         allow_loopback=partner.allow_loopback,
     )
@@ -79,13 +83,14 @@ def partner_out(partner: Partner, *, envelope: Envelope, registry: AdapterCatalo
     """The API view: config with secret fields masked, signing secrets as hints."""
     config: dict[str, Any] | None = None
     problem: str | None = None
-    secrets: list[str] = []
+    inbound: list[str] = []
+    outbound: list[str] = []
     try:
         opened = sealing.open_sealed(envelope, partner)
     except CryptoError:
         problem = "the sealed config cannot be opened (tampered, or its key left the keyring)"
     else:
-        secrets = opened.signing_secrets
+        inbound, outbound = opened.inbound_secrets, opened.outbound_secrets
         try:
             config = sealing.masked_config(adapter_config(registry, partner.adapter, opened.config))
         except AdapterConfigError as exc:
@@ -98,7 +103,9 @@ def partner_out(partner: Partner, *, envelope: Envelope, registry: AdapterCatalo
         adapter=partner.adapter,
         config=config,
         config_problem=problem,
-        signing_secrets=secret_hints(secrets),
+        inbound_secrets=secret_hints(inbound),
+        outbound_secrets=secret_hints(outbound),
+        signing_secrets=secret_hints(inbound),
         public_jwk=partner.public_jwk,
         enabled=partner.enabled,
         disabled_reason=partner.disabled_reason,
@@ -132,15 +139,17 @@ async def create_partner(
     actor: str,
     now: datetime,
 ) -> CreatedPartner:
-    """Register a partner; without signing secrets one is generated (returned once)."""
+    """Register a partner; a direction without secrets gets one generated (returned once)."""
     config = checked_config(registry, body.adapter, body.config)
     if await repository.exists(session, body.id):
         raise Conflict(f"partner {body.id} already exists")
-    signing_secrets = [s.get_secret_value() for s in body.signing_secrets]
-    generated = None
-    if not signing_secrets:
-        generated = generate_signing_secret()
-        signing_secrets = [generated]
+    inbound = [s.get_secret_value() for s in body.given_inbound_secrets]
+    outbound = [s.get_secret_value() for s in body.outbound_secrets]
+    # Generated independently: knowing one direction's secret tells nothing of the other's.
+    generated_inbound = None if inbound else generate_signing_secret()
+    generated_outbound = None if outbound else generate_signing_secret()
+    inbound = inbound or [str(generated_inbound)]
+    outbound = outbound or [str(generated_outbound)]
     partner = Partner(
         id=body.id,
         uid=new_id(),
@@ -158,7 +167,7 @@ async def create_partner(
         created_at=now,
         updated_at=now,
     )
-    opened = PartnerSecrets(sealing.revealed_config(config), signing_secrets)
+    opened = PartnerSecrets(sealing.revealed_config(config), inbound, outbound)
     sealing.store(partner, sealing.seal(envelope, partner.uid, opened))
     repository.add(session, partner)
     try:
@@ -170,12 +179,13 @@ async def create_partner(
         "country": body.country,
         "channels": partner.channels,
         "enabled": body.enabled,
-        "signing_secrets": len(signing_secrets),
+        "inbound_secrets": len(inbound),
+        "outbound_secrets": len(outbound),
         "public_jwk": body.public_jwk is not None,
     }
     await _changed(session, partner, "partner.created", details, actor=actor, now=now)
     out = partner_out(partner, envelope=envelope, registry=registry)
-    return CreatedPartner(out, generated)
+    return CreatedPartner(out, generated_inbound, generated_outbound)
 
 
 async def update_partner(
@@ -191,7 +201,7 @@ async def update_partner(
     """Apply the fields given; config is checked again and everything secret is resealed."""
     partner = await get_partner(session, partner_id)
     given = patch.model_fields_set
-    if "config" in given or "signing_secrets" in given:
+    if given & {"config", "inbound_secrets", "outbound_secrets", "signing_secrets"}:
         _reseal(partner, patch, registry=registry, envelope=envelope)
     for name in ("name", "country", "public_jwk", "allow_loopback", "rate_burst"):
         if name in given:
@@ -223,14 +233,80 @@ def _reseal(
         raise Conflict(
             f"partner {partner.id}'s sealed config cannot be opened; it cannot be changed"
         ) from None
-    config, signing_secrets = stored.config, stored.signing_secrets
+    config, inbound, outbound = stored.config, stored.inbound_secrets, stored.outbound_secrets
     if patch.config is not None:
         merged = sealing.keep_masked(patch.config, stored.config)
         config = sealing.revealed_config(checked_config(registry, partner.adapter, merged))
-    if patch.signing_secrets is not None:
-        signing_secrets = [s.get_secret_value() for s in patch.signing_secrets]
-    sealed = sealing.seal(envelope, partner.uid, PartnerSecrets(config, signing_secrets))
+    if patch.given_inbound_secrets is not None:
+        inbound = [s.get_secret_value() for s in patch.given_inbound_secrets]
+    if patch.outbound_secrets is not None:
+        outbound = [s.get_secret_value() for s in patch.outbound_secrets]
+    if set(inbound) & set(outbound):
+        # Only one direction was given and it takes a secret the other direction holds.
+        field = "outbound_secrets" if patch.outbound_secrets is not None else "inbound_secrets"
+        raise UnprocessableContent(
+            "a secret may not both verify inbound pushes and sign outbound deliveries: "
+            "give each direction its own",
+            errors=[
+                FieldError(
+                    loc=["body", field],
+                    msg="is a secret of the other direction",
+                    type="secret_reused",
+                )
+            ],
+        )
+    sealed = sealing.seal(envelope, partner.uid, PartnerSecrets(config, inbound, outbound))
     sealing.store(partner, sealed)
+
+
+Direction = Literal["inbound", "outbound"]
+
+
+async def rotate_secret(
+    session: AsyncSession,
+    partner_id: str,
+    *,
+    direction: Direction,
+    finish: bool,
+    envelope: Envelope,
+    actor: str,
+    now: datetime,
+) -> str | None:
+    """Rotate one direction's secrets, the other left alone; audited like any change.
+
+    Without `finish`: a new secret is generated and put first, the current ones kept
+    (both work while the partner switches); it is returned, to be shown once. With
+    `finish`: only the newest (first) secret is kept, and None is returned.
+    """
+    partner = await get_partner(session, partner_id)
+    try:
+        stored = sealing.open_sealed(envelope, partner)
+    except CryptoError:
+        raise Conflict(
+            f"partner {partner.id}'s sealed config cannot be opened; it cannot be changed"
+        ) from None
+    current = stored.inbound_secrets if direction == "inbound" else stored.outbound_secrets
+    generated = None
+    if finish:
+        if not current:
+            raise Conflict(f"partner {partner.id} has no {direction} secret to keep")
+        updated = current[:1]
+    else:
+        generated = generate_signing_secret()
+        updated = [generated, *current][:MAX_SIGNING_SECRETS]
+    inbound = updated if direction == "inbound" else stored.inbound_secrets
+    outbound = updated if direction == "outbound" else stored.outbound_secrets
+    sealed = sealing.seal(envelope, partner.uid, PartnerSecrets(stored.config, inbound, outbound))
+    sealing.store(partner, sealed)
+    partner.updated_at = now
+    await repository.save(session, partner)
+    details = {
+        "fields": [f"{direction}_secrets"],
+        "enabled": partner.enabled,
+        f"{direction}_secrets": len(updated),
+    }
+    await _changed(session, partner, "partner.updated", details, actor=actor, now=now)
+    return generated
 
 
 async def disable_partner(

@@ -183,17 +183,18 @@ async def read_request(
     description=(
         "The events about this request sent to internal subscribers (`request.overdue`), "
         "one per subscriber: status, attempts and every attempt's outcome. Metadata only, "
-        "so no `X-Justification` is needed."
+        "so no `X-Justification` is needed. Only the deliveries to the caller's own "
+        "subscriptions are shown (an admin sees all)."
     ),
     responses=problem_responses(Forbidden, NotFound, UnprocessableContent),
 )
 async def read_request_deliveries(
     request_id: uuid.UUID,
-    _manager: RequestManager,
+    manager: RequestManager,
     session: ReadSessionDep,
 ) -> RequestDeliveries:
     await service.require_request(session, request_id)
-    return await deliveries.deliveries_of_request(session, request_id)
+    return await deliveries.deliveries_of_request(session, request_id, principal=manager)
 
 
 @router.post(
