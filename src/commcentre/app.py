@@ -30,6 +30,7 @@ from commcentre.crypto import KeyProvider
 from commcentre.db import Database
 from commcentre.delivery.retry import RetryPolicy
 from commcentre.delivery.router import router as deliveries_router
+from commcentre.destinations import DestinationRules
 from commcentre.errors import PROBLEM_CONTENT_TYPE, Problem, install_error_handlers
 from commcentre.health import router as health_router
 from commcentre.idempotency.service import IdempotentRunner
@@ -79,6 +80,7 @@ def create_app(
         vault = build_vault(settings, provider)
         http = build_http_client(settings)
         adapters = build_adapters(settings, http, resolver or system_resolver)
+        destinations = DestinationRules.from_settings(settings, resolver or system_resolver)
         dispatcher = (
             build_dispatcher(
                 settings, db, vault, adapters, clock=clock, policy=retry_policy, metrics=metrics
@@ -125,6 +127,7 @@ def create_app(
             clock=clock,
             metrics=metrics,
             housekeeper=housekeeper,
+            destinations=destinations,
         )
         app.state.db = db
         app.state.authenticator = authenticator

@@ -110,6 +110,8 @@ def build_dispatcher(
             concurrency=settings.dispatcher_concurrency,
             lease=timedelta(seconds=settings.dispatcher_lease_seconds),
             subscriber_networks=tuple(settings.subscriber_networks),
+            partner_networks=tuple(settings.partner_networks),
+            loopback_partners=settings.environment == "dev",
         ),
     )
 

@@ -18,7 +18,12 @@ class Settings(BaseSettings):
 
     environment: Literal["dev", "prod"] = Field(
         "dev",
-        description="`prod` refuses a missing or development keyring and weak bootstrap keys.",
+        description=(
+            "`prod` refuses a missing or development keyring and weak bootstrap keys, "
+            "partner URLs and callbacks on loopback or private addresses outside the "
+            "networks allowed below (`allow_loopback` included), and resolves their host "
+            "names at registration."
+        ),
     )
     database_url: str = Field(
         "sqlite+aiosqlite:///./var/commcentre.db",
@@ -122,6 +127,15 @@ class Settings(BaseSettings):
             'JSON list of CIDR networks (e.g. `["10.20.0.0/16"]`) a subscription callback '
             "may resolve to besides public addresses (internal police systems); `http://` is "
             "allowed only to these."
+        ),
+    )
+    partner_networks: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list,
+        description=(
+            'JSON list of CIDR networks (e.g. `["10.30.0.0/24"]`) a partner adapter URL may '
+            "resolve to besides public addresses (partners reached over internal links); "
+            "`http://` is allowed only to these. The only way to reach a private or loopback "
+            "partner in prod."
         ),
     )
     inbound_tolerance_seconds: int = Field(

@@ -76,6 +76,7 @@ async def create_partner(
             body,
             registry=runtime.adapters,
             envelope=runtime.vault.envelope,
+            destinations=runtime.destinations,
             actor=principal.actor,
             now=now,
         )
@@ -141,6 +142,7 @@ async def update_partner(
         body,
         registry=runtime.adapters,
         envelope=envelope,
+        destinations=runtime.destinations,
         actor=principal.actor,
         now=runtime.clock(),
     )

@@ -10,13 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.adapters.base import AdapterConfigError, PartnerView
+from commcentre.adapters.http import HttpPushConfig
+from commcentre.adapters.netguard import IPNetwork
 from commcentre.audit.service import AuditAction, AuditRecord, append
 from commcentre.crypto import CryptoError, Envelope
+from commcentre.destinations import DestinationRules
 from commcentre.errors import Conflict, NotFound
 from commcentre.ids import new_id
 from commcentre.partners import repository, sealing
@@ -57,9 +60,18 @@ class CreatedPartner:
     generated_secret: str | None
 
 
-def partner_view(partner: Partner, *, envelope: Envelope, registry: AdapterCatalog) -> PartnerView:
+def partner_view(
+    partner: Partner,
+    *,
+    envelope: Envelope,
+    registry: AdapterCatalog,
+    networks: Sequence[IPNetwork] = (),
+    loopback_permitted: bool = True,
+) -> PartnerView:
     """The decrypted partner an adapter delivers with (for the dispatcher, never the API).
 
+    `networks` (Settings.partner_networks) are the private networks its URL may
+    resolve to; `loopback_permitted` is False in prod, where `allow_loopback` is void.
     Raises CryptoError when the sealed config fails to open and AdapterConfigError
     when the adapter is not installed or its config no longer validates.
     """
@@ -71,8 +83,20 @@ def partner_view(partner: Partner, *, envelope: Envelope, registry: AdapterCatal
         config=adapter_config(registry, partner.adapter, opened.config),
         signing_secrets=tuple(SecretStr(s) for s in opened.signing_secrets),
         public_jwk=partner.public_jwk,
-        allow_loopback=partner.allow_loopback,
+        allow_loopback=partner.allow_loopback and loopback_permitted,
+        allow_networks=tuple(networks),
     )
+
+
+async def _check_destination(
+    config: BaseModel, *, allow_loopback: bool, destinations: DestinationRules
+) -> None:
+    """422 for a URL the dispatcher would refuse (in prod: after resolving it)."""
+    destinations.check_allow_loopback(allow_loopback)
+    if isinstance(config, HttpPushConfig):
+        await destinations.check_partner_url(
+            config.url, allow_loopback=allow_loopback, loc=["body", "config", "url"]
+        )
 
 
 def partner_out(partner: Partner, *, envelope: Envelope, registry: AdapterCatalog) -> PartnerOut:
@@ -129,11 +153,13 @@ async def create_partner(
     *,
     registry: AdapterCatalog,
     envelope: Envelope,
+    destinations: DestinationRules,
     actor: str,
     now: datetime,
 ) -> CreatedPartner:
     """Register a partner; without signing secrets one is generated (returned once)."""
     config = checked_config(registry, body.adapter, body.config)
+    await _check_destination(config, allow_loopback=body.allow_loopback, destinations=destinations)
     if await repository.exists(session, body.id):
         raise Conflict(f"partner {body.id} already exists")
     signing_secrets = [s.get_secret_value() for s in body.signing_secrets]
@@ -185,14 +211,35 @@ async def update_partner(
     *,
     registry: AdapterCatalog,
     envelope: Envelope,
+    destinations: DestinationRules,
     actor: str,
     now: datetime,
 ) -> Partner:
-    """Apply the fields given; config is checked again and everything secret is resealed."""
+    """Apply the fields given; config is checked again and everything secret is resealed.
+
+    A new config or `allow_loopback` has its destination checked again.
+    """
     partner = await get_partner(session, partner_id)
     given = patch.model_fields_set
+    checked = None
     if "config" in given or "signing_secrets" in given:
-        _reseal(partner, patch, registry=registry, envelope=envelope)
+        checked = _reseal(partner, patch, registry=registry, envelope=envelope)
+    if "config" in given or "allow_loopback" in given:
+        allow_loopback = (
+            bool(patch.allow_loopback) if "allow_loopback" in given else partner.allow_loopback
+        )
+        if checked is not None:
+            await _check_destination(
+                checked, allow_loopback=allow_loopback, destinations=destinations
+            )
+        else:
+            await _check_stored_destination(
+                partner,
+                allow_loopback=allow_loopback,
+                registry=registry,
+                envelope=envelope,
+                destinations=destinations,
+            )
     for name in ("name", "country", "public_jwk", "allow_loopback", "rate_burst"):
         if name in given:
             setattr(partner, name, getattr(patch, name))
@@ -214,9 +261,28 @@ async def update_partner(
     return partner
 
 
+async def _check_stored_destination(
+    partner: Partner,
+    *,
+    allow_loopback: bool,
+    registry: AdapterCatalog,
+    envelope: Envelope,
+    destinations: DestinationRules,
+) -> None:
+    try:
+        stored = sealing.open_sealed(envelope, partner)
+        config = adapter_config(registry, partner.adapter, stored.config)
+    except (CryptoError, AdapterConfigError):
+        # Undeliverable either way; only the flag changes, and prod refuses it when set.
+        destinations.check_allow_loopback(allow_loopback)
+        return
+    await _check_destination(config, allow_loopback=allow_loopback, destinations=destinations)
+
+
 def _reseal(
     partner: Partner, patch: PartnerPatch, *, registry: AdapterCatalog, envelope: Envelope
-) -> None:
+) -> BaseModel | None:
+    """Reseal config and signing secrets with the patch applied; a new config as checked."""
     try:
         stored = sealing.open_sealed(envelope, partner)
     except CryptoError:
@@ -224,13 +290,16 @@ def _reseal(
             f"partner {partner.id}'s sealed config cannot be opened; it cannot be changed"
         ) from None
     config, signing_secrets = stored.config, stored.signing_secrets
+    checked = None
     if patch.config is not None:
         merged = sealing.keep_masked(patch.config, stored.config)
-        config = sealing.revealed_config(checked_config(registry, partner.adapter, merged))
+        checked = checked_config(registry, partner.adapter, merged)
+        config = sealing.revealed_config(checked)
     if patch.signing_secrets is not None:
         signing_secrets = [s.get_secret_value() for s in patch.signing_secrets]
     sealed = sealing.seal(envelope, partner.uid, PartnerSecrets(config, signing_secrets))
     sealing.store(partner, sealed)
+    return checked
 
 
 async def disable_partner(

@@ -80,7 +80,7 @@ async def create_subscription(
             session,
             body,
             vault=runtime.vault,
-            networks=runtime.settings.subscriber_networks,
+            destinations=runtime.destinations,
             principal=principal,
             now=now,
         )
@@ -152,7 +152,7 @@ async def update_subscription(
         subscription_id,
         body,
         vault=runtime.vault,
-        networks=runtime.settings.subscriber_networks,
+        destinations=runtime.destinations,
         principal=principal,
         now=runtime.clock(),
     )
