@@ -16,14 +16,20 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
+from commcentre.adapters.base import DeliveryContext, OutboundMessage, PermanentDeliveryError
 from commcentre.app import create_app
 from commcentre.auth.service import create_client
 from commcentre.clock import utcnow
 from commcentre.config import Settings
 from commcentre.crypto import FileKeyring
+from commcentre.db import Database
+from commcentre.messages.schemas import MessageIn
+from commcentre.partners import service as partners_service
 from commcentre.partners.schemas import generate_signing_secret
 from tests.conftest import ApiUser
+from tests.factories import message
 
 NAMES: Mapping[str, Sequence[str]] = {
     "public.test": ["93.184.216.34"],
@@ -232,3 +238,25 @@ async def test_dev_keeps_loopback_partners_but_refuses_unflagged_ones(
     unflagged = webhook_partner("https://127.0.0.1:1/hook")
     response = await http.post("/v1/partners", json=unflagged, headers=admin.headers)
     assert "loopback" in refusal(response, ["body", "config", "url"])
+
+
+async def test_a_stored_loopback_partner_is_refused_at_delivery_in_prod(
+    http: httpx.AsyncClient, admin: ApiUser, db: Database, app: FastAPI
+) -> None:
+    """A partner registered with `allow_loopback` (say, before prod) gets no delivery
+    to loopback once the dispatcher runs in prod: the flag is void there."""
+    body = webhook_partner("https://127.0.0.1:1/hook", allow_loopback=True)
+    assert (await http.post("/v1/partners", json=body, headers=admin.headers)).status_code == 201
+    runtime = app.state.runtime
+    async with db.read_sessions() as session:
+        stored = await partners_service.get_partner(session, body["id"])
+    view = partners_service.partner_view(
+        stored, envelope=runtime.vault.envelope, registry=runtime.adapters, loopback_permitted=False
+    )
+    assert view.allow_loopback is False
+    msg = OutboundMessage(
+        id=uuid.uuid4(), created_at=utcnow(), content=MessageIn.model_validate(message())
+    )
+    delivery = DeliveryContext(delivery_id=uuid.uuid4(), attempt=1, timestamp=utcnow())
+    with pytest.raises(PermanentDeliveryError, match="loopback"):
+        await runtime.adapters.get("webhook").deliver(msg, view, delivery)
