@@ -35,7 +35,10 @@ async def _no_dns(host: str, port: int) -> Sequence[str]:
 
 @dataclass(frozen=True, slots=True)
 class DestinationRules:
-    """What a partner URL or subscription callback may point at (from Settings)."""
+    """What a partner URL or subscription callback may point at (from Settings).
+
+    `prod` also tells the registration services to refuse weak signing secrets.
+    """
 
     prod: bool
     partner_networks: tuple[IPNetwork, ...] = ()

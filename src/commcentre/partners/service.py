@@ -34,6 +34,7 @@ from commcentre.partners.schemas import (
 )
 from commcentre.partners.sealing import PartnerSecrets
 from commcentre.routing import repository as routing_repository
+from commcentre.secret_strength import refuse_weak_signing_secrets
 
 __all__ = [
     "AdapterCatalog",
@@ -159,6 +160,8 @@ async def create_partner(
 ) -> CreatedPartner:
     """Register a partner; without signing secrets one is generated (returned once)."""
     config = checked_config(registry, body.adapter, body.config)
+    if destinations.prod:
+        refuse_weak_signing_secrets(body.signing_secrets, loc=["body", "signing_secrets"])
     await _check_destination(config, allow_loopback=body.allow_loopback, destinations=destinations)
     if await repository.exists(session, body.id):
         raise Conflict(f"partner {body.id} already exists")
@@ -221,6 +224,8 @@ async def update_partner(
     """
     partner = await get_partner(session, partner_id)
     given = patch.model_fields_set
+    if destinations.prod and patch.signing_secrets is not None:
+        refuse_weak_signing_secrets(patch.signing_secrets, loc=["body", "signing_secrets"])
     checked = None
     if "config" in given or "signing_secrets" in given:
         checked = _reseal(partner, patch, registry=registry, envelope=envelope)

@@ -27,6 +27,7 @@ from commcentre.ids import new_id
 from commcentre.messages.service import MessageVault
 from commcentre.partners import repository as partners_repository
 from commcentre.partners.schemas import generate_signing_secret, secret_hints
+from commcentre.secret_strength import refuse_weak_signing_secrets
 from commcentre.subscriptions import repository, sealing
 from commcentre.subscriptions.models import Subscription
 from commcentre.subscriptions.schemas import (
@@ -170,6 +171,8 @@ async def create_subscription(
     """Register a subscription; without signing secrets one is generated (returned once)."""
     _check_events(body.filter, principal)
     await destinations.check_subscriber_url(body.url, loc=["body", "url"])
+    if destinations.prod:
+        refuse_weak_signing_secrets(body.signing_secrets, loc=["body", "signing_secrets"])
     await _check_filter(session, body.filter)
     signing_secrets = [s.get_secret_value() for s in body.signing_secrets]
     generated = None
@@ -218,6 +221,8 @@ async def update_subscription(
     """Apply the fields given; secrets and case_ref are resealed when either changes."""
     subscription = await get_owned(session, subscription_id, principal=principal)
     given = patch.model_fields_set
+    if destinations.prod and patch.signing_secrets is not None:
+        refuse_weak_signing_secrets(patch.signing_secrets, loc=["body", "signing_secrets"])
     if patch.url is not None:
         await destinations.check_subscriber_url(patch.url, loc=["body", "url"])
         subscription.url = patch.url
