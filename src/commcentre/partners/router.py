@@ -56,8 +56,11 @@ async def list_partners(
     response_model=PartnerCreated,
     summary="Register a partner",
     description=(
-        "The adapter must be installed and the config must satisfy its model. Without "
-        "`signing_secrets` one is generated and returned once in `generated_signing_secret`."
+        "The adapter must be installed and the config must satisfy its model. A URL in the "
+        "config must be https to a public address, or point into the operator's partner "
+        "networks (in prod its host name is resolved now; loopback only in dev, with "
+        "`allow_loopback`). Without `signing_secrets` one is generated and returned once in "
+        "`generated_signing_secret`; in prod weak or published secrets are refused."
     ),
     responses=problem_responses(Forbidden, Conflict, UnprocessableContent),
 )
