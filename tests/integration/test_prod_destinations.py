@@ -9,7 +9,7 @@ nothing here resolves or connects off 127.0.0.1.
 """
 
 import uuid
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -163,7 +163,7 @@ async def test_a_patch_to_an_internal_url_is_422_and_changes_nothing(
 
 
 async def test_dev_keeps_loopback_partners_but_refuses_unflagged_ones(
-    http: httpx.AsyncClient, admin: ApiUser, tmp_path: Path
+    http: httpx.AsyncClient, admin: ApiUser
 ) -> None:
     """Dev keeps `make run`'s loopback partners; a literal loopback URL without the flag,
     which the dispatcher would refuse anyway, is now a 422 instead of a 201."""
@@ -194,3 +194,21 @@ async def test_a_stored_loopback_partner_is_refused_at_delivery_in_prod(
     delivery = DeliveryContext(delivery_id=uuid.uuid4(), attempt=1, timestamp=utcnow())
     with pytest.raises(PermanentDeliveryError, match="loopback"):
         await runtime.adapters.get("webhook").deliver(msg, view, delivery)
+
+
+@pytest.mark.parametrize(
+    ("adapter", "config"),
+    [
+        ("interpol", {"ncb_code": "STOCKHOLM"}),
+        ("europol", {"sender_unit": "FI-ENU"}),
+        ("sirene", {"sirene_bureau": "FI"}),
+    ],
+)
+async def test_every_http_adapter_url_is_checked(
+    prod: tuple[httpx.AsyncClient, ApiUser], adapter: str, config: dict[str, Any]
+) -> None:
+    """Not only `webhook`: every adapter that POSTs to a URL gets the same refusal."""
+    http, admin = prod
+    body = webhook_partner("", adapter=adapter, config={"url": "https://home.test/in", **config})
+    response = await http.post("/v1/partners", json=body, headers=admin.headers)
+    assert "private" in refusal(response, ["body", "config", "url"])
