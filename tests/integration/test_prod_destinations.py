@@ -9,6 +9,7 @@ nothing here resolves or connects off 127.0.0.1.
 """
 
 import uuid
+from ipaddress import IPv4Network
 from typing import Any
 
 import httpx
@@ -16,7 +17,9 @@ import pytest
 from fastapi import FastAPI
 
 from commcentre.adapters.base import DeliveryContext, OutboundMessage, PermanentDeliveryError
+from commcentre.bootstrap import dispatcher_settings
 from commcentre.clock import utcnow
+from commcentre.config import Settings
 from commcentre.db import Database
 from commcentre.messages.schemas import MessageIn
 from commcentre.partners import service as partners_service
@@ -212,3 +215,21 @@ async def test_every_http_adapter_url_is_checked(
     body = webhook_partner("", adapter=adapter, config={"url": "https://home.test/in", **config})
     response = await http.post("/v1/partners", json=body, headers=admin.headers)
     assert "private" in refusal(response, ["body", "config", "url"])
+
+
+def test_the_dispatcher_takes_the_destination_policy_from_settings(settings: Settings) -> None:
+    """The delivery-time half of the rule: a prod dispatcher voids allow_loopback and
+    admits exactly the operator's partner and subscriber networks."""
+    networks = [IPv4Network("10.20.0.0/16")]
+    prod = settings.model_copy(
+        update={
+            "environment": "prod",
+            "partner_networks": networks,
+            "subscriber_networks": [IPv4Network("10.30.0.0/16")],
+        }
+    )
+    built = dispatcher_settings(prod)
+    assert built.loopback_partners is False
+    assert built.partner_networks == tuple(networks)
+    assert built.subscriber_networks == (IPv4Network("10.30.0.0/16"),)
+    assert dispatcher_settings(settings).loopback_partners is True
