@@ -11,8 +11,11 @@ import uuid
 
 import httpx
 import pytest
+import structlog
+from fastapi import FastAPI
 from pydantic import SecretStr, ValidationError
 
+from commcentre.app import create_app
 from commcentre.config import Settings
 from commcentre.partners.schemas import generate_signing_secret
 from tests.conftest import ApiUser
@@ -101,3 +104,32 @@ def test_prod_refuses_low_entropy_bootstrap_keys(key: str) -> None:
     with pytest.raises(ValidationError, match="too weak for prod"):
         Settings(environment="prod", bootstrap_admin_key=SecretStr(key))
     Settings(environment="dev", bootstrap_admin_key=SecretStr(key))
+
+
+async def test_prod_startup_names_stored_weak_secrets(
+    settings: Settings, http: httpx.AsyncClient, admin: ApiUser, app: FastAPI
+) -> None:
+    """Secrets stored before prod (or before this check) are not re-validated on every
+    request: a prod start names each holder so that the operator rotates it, and
+    never logs the secret itself."""
+    weak_id, strong_id = f"p-{uuid.uuid4().hex[:12]}", f"p-{uuid.uuid4().hex[:12]}"
+    for partner_id, secret in ((weak_id, OPENAPI_EXAMPLE), (strong_id, generate_signing_secret())):
+        body = {
+            "id": partner_id,
+            "name": "Stored before prod",
+            "adapter": "loopback",
+            "allow_loopback": True,
+            "signing_secrets": [secret],
+        }
+        assert (
+            await http.post("/v1/partners", json=body, headers=admin.headers)
+        ).status_code == 201
+    prod = settings.model_copy(update={"environment": "prod", "dispatcher_enabled": False})
+    started = create_app(prod, keys=app.state.runtime.keys)
+    with structlog.testing.capture_logs() as events:
+        async with started.router.lifespan_context(started):
+            pass
+    named = {e["holder"] for e in events if e["event"] == "weak_signing_secret_stored"}
+    assert f"partner:{weak_id}" in named
+    assert f"partner:{strong_id}" not in named
+    assert "bmV3LXNlY3JldC" not in repr(events)
