@@ -32,6 +32,7 @@ from commcentre.crypto import AuditKeyProvider, KeyProvider
 from commcentre.db import Database
 from commcentre.delivery.retry import RetryPolicy
 from commcentre.delivery.router import router as deliveries_router
+from commcentre.destinations import DestinationRules
 from commcentre.docs_ui import install_docs
 from commcentre.errors import PROBLEM_CONTENT_TYPE, Problem, install_error_handlers
 from commcentre.health import router as health_router
@@ -41,6 +42,7 @@ from commcentre.messages.identifiers import LookupRequest
 from commcentre.messages.ingest import IngestWriter
 from commcentre.messages.router import router as messages_router
 from commcentre.messages.schemas import MessageIn
+from commcentre.messages.service import MessageVault
 from commcentre.metrics import Metrics
 from commcentre.metrics.router import router as metrics_router
 from commcentre.middleware import BodySizeLimit, RequestContext
@@ -49,6 +51,7 @@ from commcentre.requests.router import router as requests_router
 from commcentre.routing.directory import RoutingDirectory
 from commcentre.routing.router import router as routing_router
 from commcentre.runtime import Runtime
+from commcentre.secret_scan import weak_secret_holders
 from commcentre.subscriptions.router import router as subscriptions_router
 
 log = structlog.get_logger(__name__)
@@ -84,6 +87,7 @@ def create_app(
         vault = build_vault(settings, provider)
         http = build_http_client(settings)
         adapters = build_adapters(settings, http, resolver or system_resolver)
+        destinations = DestinationRules.from_settings(settings, resolver or system_resolver)
         dispatcher = (
             build_dispatcher(
                 settings, db, vault, adapters, clock=clock, policy=retry_policy, metrics=metrics
@@ -109,6 +113,8 @@ def create_app(
         authenticator = Authenticator(db, ttl=settings.auth_cache_seconds)
         if settings.bootstrap_admin_key is not None:
             await _bootstrap(db, settings.bootstrap_admin_key.get_secret_value(), clock)
+        if settings.environment == "prod":
+            await _warn_weak_secrets(db, vault)
         await ingest.start()
         if dispatcher is not None:
             await dispatcher.start()
@@ -130,6 +136,7 @@ def create_app(
             clock=clock,
             metrics=metrics,
             housekeeper=housekeeper,
+            destinations=destinations,
         )
         app.state.db = db
         app.state.audit_anchor = CheckpointAnchor(
@@ -182,6 +189,15 @@ async def _bootstrap(db: Database, api_key: str, clock: Clock) -> None:
         raise RuntimeError("the database is not ready (run `commcentre db upgrade`)") from exc
     if created:
         log.info("bootstrap_admin_created")
+
+
+async def _warn_weak_secrets(db: Database, vault: MessageVault) -> None:
+    try:
+        async for holder in weak_secret_holders(db, vault.envelope):
+            log.warning("weak_signing_secret_stored", holder=holder, action="rotate it")
+    except DBAPIError:
+        # Not migrated yet: /readyz says so; the next start scans.
+        log.warning("weak_signing_secret_scan_skipped")
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

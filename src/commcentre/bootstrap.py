@@ -136,11 +136,18 @@ def build_dispatcher(
         metrics=metrics,
         policy=policy or policy_from(settings),
         breakers=CircuitBreakers(cooldown=settings.delivery_breaker_cooldown_seconds),
-        settings=DispatcherSettings(
-            concurrency=settings.dispatcher_concurrency,
-            lease=timedelta(seconds=settings.dispatcher_lease_seconds),
-            subscriber_networks=tuple(settings.subscriber_networks),
-        ),
+        settings=dispatcher_settings(settings),
+    )
+
+
+def dispatcher_settings(settings: Settings) -> DispatcherSettings:
+    """What a dispatcher takes from Settings; `allow_loopback` counts in dev only."""
+    return DispatcherSettings(
+        concurrency=settings.dispatcher_concurrency,
+        lease=timedelta(seconds=settings.dispatcher_lease_seconds),
+        subscriber_networks=tuple(settings.subscriber_networks),
+        partner_networks=tuple(settings.partner_networks),
+        loopback_partners=settings.environment == "dev",
     )
 
 

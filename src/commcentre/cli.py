@@ -137,7 +137,11 @@ def demo() -> None:
             session.begin(),
         ):
             seeded = await seed(
-                session, registry=tools.registry, envelope=tools.envelope, actor=_actor()
+                session,
+                registry=tools.registry,
+                envelope=tools.envelope,
+                destinations=tools.destinations,
+                actor=_actor(),
             )
         return seeded.partners, seeded.rules
 

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, PositiveInt, SecretStr, StringConstraints, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from commcentre.secret_strength import api_key_weakness
+
 MIB = 1024 * 1024
 
 
@@ -18,7 +20,13 @@ class Settings(BaseSettings):
 
     environment: Literal["dev", "prod"] = Field(
         "dev",
-        description="`prod` refuses a missing or development keyring and weak bootstrap keys.",
+        description=(
+            "`prod` refuses a missing or development keyring, weak bootstrap keys and weak "
+            "or published webhook signing secrets, "
+            "partner URLs and callbacks on loopback or private addresses outside the "
+            "networks allowed below (`allow_loopback` included), and resolves their host "
+            "names at registration."
+        ),
     )
     database_url: str = Field(
         "sqlite+aiosqlite:///./var/commcentre.db",
@@ -124,6 +132,15 @@ class Settings(BaseSettings):
             "allowed only to these."
         ),
     )
+    partner_networks: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list,
+        description=(
+            'JSON list of CIDR networks (e.g. `["10.30.0.0/24"]`) a partner adapter URL may '
+            "resolve to besides public addresses (partners reached over internal links); "
+            "`http://` is allowed only to these. The only way to reach a private or loopback "
+            "partner in prod."
+        ),
+    )
     inbound_tolerance_seconds: int = Field(
         300,
         ge=1,
@@ -169,9 +186,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> "Settings":
         if self.environment == "prod" and self.bootstrap_admin_key is not None:
-            key = self.bootstrap_admin_key.get_secret_value()
-            if len(key) < 32 or key.lower() in {"changeme", "change-me", "admin", "secret"}:
-                raise ValueError("bootstrap_admin_key is too weak for prod (>= 32 characters)")
+            reason = api_key_weakness(self.bootstrap_admin_key.get_secret_value())
+            if reason is not None:
+                raise ValueError(
+                    f"bootstrap_admin_key is too weak for prod: {reason} (make one with "
+                    "`python3 -c 'import secrets; print(\"ck_\" + secrets.token_urlsafe(32))'`)"
+                )
         return self
 
     @model_validator(mode="after")

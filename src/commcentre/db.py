@@ -14,6 +14,8 @@ tens of microseconds instead of several thread hops through aiosqlite.
 import asyncio
 import contextvars
 import functools
+import os
+import stat
 import threading
 from collections.abc import (
     AsyncIterator,
@@ -27,6 +29,7 @@ from collections.abc import (
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Protocol, TypeVar, TypeVarTuple, cast, overload
 
 from fastapi import Depends, Request
@@ -114,6 +117,37 @@ def _configure_sqlite(engine: Engine, *, begin: str) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql(begin)
+
+
+# SQLite gives a database's -wal, -shm and -journal the database file's own mode.
+_SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def private_sqlite_file(url: str) -> None:
+    """Make the SQLite file of `url` 0600 (and its folder 0700, when made here) before
+    any connection opens it, so that its companion files are 0600 too, whatever the
+    umask. Files already there from an older version are tightened. Others: no-op."""
+    parsed = make_url(url)
+    database = parsed.database
+    if (
+        not parsed.drivername.startswith("sqlite")
+        or not database
+        or database == ":memory:"
+        or database.startswith("file:")
+    ):
+        return
+    path = Path(database)
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for suffix in _SQLITE_COMPANIONS:
+        companion = path.with_name(path.name + suffix)
+        try:
+            info = companion.stat()
+        except FileNotFoundError:
+            continue
+        if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
+            companion.chmod(stat.S_IMODE(info.st_mode) & 0o600)
 
 
 def _sqlite_engine(url: str, *, pool_size: int, begin: str) -> AsyncEngine:
@@ -291,6 +325,7 @@ class Database:
         self._write_wait = write_wait
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
+            private_sqlite_file(url)
             self.write_engine = _sqlite_engine(url, pool_size=1, begin="BEGIN IMMEDIATE")
             self.read_engine = _sqlite_engine(url, pool_size=4, begin="BEGIN")
         else:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.clock import utcnow
 from commcentre.crypto import Envelope
+from commcentre.destinations import DestinationRules
 from commcentre.partners import repository as partner_repository
 from commcentre.partners.adapter_config import AdapterCatalog
 from commcentre.partners.schemas import PartnerCreate
@@ -85,7 +86,12 @@ class Seeded:
 
 
 async def seed(
-    session: AsyncSession, *, registry: AdapterCatalog, envelope: Envelope, actor: str
+    session: AsyncSession,
+    *,
+    registry: AdapterCatalog,
+    envelope: Envelope,
+    destinations: DestinationRules,
+    actor: str,
 ) -> Seeded:
     """Create the demo partners and rules that do not exist yet (flushes only)."""
     now = utcnow()
@@ -93,7 +99,13 @@ async def seed(
     for partner in DEMO_PARTNERS:
         if not await partner_repository.exists(session, partner.id):
             await create_partner(
-                session, partner, registry=registry, envelope=envelope, actor=actor, now=now
+                session,
+                partner,
+                registry=registry,
+                envelope=envelope,
+                destinations=destinations,
+                actor=actor,
+                now=now,
             )
             created.partners.append(partner.id)
     existing = {

@@ -7,6 +7,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from commcentre.db import private_sqlite_file
+
 
 def migrations_dir() -> Path:
     """The Alembic scripts: COMMCENTRE_MIGRATIONS_DIR, the source tree, or ./migrations."""
@@ -30,11 +32,8 @@ def head_revision() -> str | None:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    """Migrate the database up; creates the SQLite file's folder if needed."""
-    if database_url.startswith("sqlite"):
-        path = database_url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    """Migrate the database up; creates the SQLite file (0600) and its folder if needed."""
+    private_sqlite_file(database_url)
     command.upgrade(alembic_config(database_url), revision)
 
 

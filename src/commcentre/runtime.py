@@ -12,6 +12,7 @@ from commcentre.config import Settings
 from commcentre.crypto import KeyProvider
 from commcentre.db import Database
 from commcentre.delivery.dispatcher import Dispatcher
+from commcentre.destinations import DestinationRules
 from commcentre.housekeeping import Housekeeper
 from commcentre.idempotency.service import IdempotentRunner
 from commcentre.messages.ingest import IngestWriter
@@ -35,6 +36,8 @@ class Runtime:
     clock: Clock
     metrics: Metrics
     housekeeper: Housekeeper | None
+    # What partner URLs and subscription callbacks may point at (checked at registration).
+    destinations: DestinationRules
 
 
 async def get_runtime(request: Request) -> Runtime:

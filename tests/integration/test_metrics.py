@@ -10,6 +10,9 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
+from commcentre.auth.service import create_client
+from commcentre.clock import utcnow
+from commcentre.db import Database
 from tests.conftest import ApiUser, wait_delivered
 from tests.factories import EXAMPLE_MESSAGE
 
@@ -126,3 +129,35 @@ def test_multiprocess_mode_sums_every_process(tmp_path: Path) -> None:
         if labels == {"direction": "inbound", "subject_kind": "person"}
     ]
     assert values == [2.0]
+
+
+async def test_prod_metrics_need_the_metrics_read_scope(
+    prod: tuple[httpx.AsyncClient, ApiUser], db: Database
+) -> None:
+    """Prod: queue depths per partner and overdue legal deadlines are not for whoever
+    reaches the API port; a scraper's key needs metrics:read (admin also has it)."""
+    http, admin = prod
+    anonymous = await http.get("/metrics")
+    assert anonymous.status_code == 401
+    assert anonymous.headers["content-type"] == "application/problem+json"
+    assert "commcentre_" not in anonymous.text
+    async with db.write_sessions() as session, session.begin():
+        other = await create_client(
+            session, name="reader", scopes=["messages:read"], actor="test", now=utcnow()
+        )
+        scraper = await create_client(
+            session, name="prometheus", scopes=["metrics:read"], actor="test", now=utcnow()
+        )
+    forbidden = await http.get("/metrics", headers={"Authorization": f"Bearer {other.api_key}"})
+    assert forbidden.status_code == 403
+    for key in (scraper.api_key, admin.key):
+        scraped = await http.get("/metrics", headers={"Authorization": f"Bearer {key}"})
+        assert scraped.status_code == 200
+        assert "commcentre_store_up 1.0" in scraped.text
+
+
+async def test_dev_metrics_stay_open(http: httpx.AsyncClient) -> None:
+    """Dev keeps /metrics open on the API port (make run, local Prometheus)."""
+    response = await http.get("/metrics")
+    assert response.status_code == 200
+    assert "commcentre_store_up" in response.text

@@ -42,7 +42,7 @@ from commcentre.adapters.base import (
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
-from commcentre.adapters.http import parse_retry_after
+from commcentre.adapters.http import outcome, parse_retry_after
 from commcentre.adapters.transport import PoolTransport
 from commcentre.adapters.webhook import WebhookAdapter
 from commcentre.clock import utcnow
@@ -280,18 +280,39 @@ async def test_retry_after_http_date(
     assert (caught.value.status_code, caught.value.retry_after) == (429, 120.0)
 
 
-async def test_error_excerpt_is_opt_in_short_and_sanitised(
-    adapter: WebhookAdapter, start_server: Callable[..., Awaitable[LocalServer]]
-) -> None:
-    server = await start_server(respond=reply(422, b"field\x00\x1b[31m invalid " + b"x" * 500))
-    msg, delivery = outbound()
-    url = f"http://partner.test:{server.port}/"
+def test_error_excerpt_is_opt_in_short_and_sanitised() -> None:
+    """A public partner's error answer is kept only when opted in, printable and capped."""
+    head = b"field\x00\x1b[31m invalid " + b"x" * 500
+    now = utcnow()
+    with pytest.raises(PermanentDeliveryError) as plain:
+        outcome(422, httpx.Headers(), head, now=now)
+    assert plain.value.detail == "partner answered HTTP 422"
     with pytest.raises(PermanentDeliveryError) as caught:
-        await adapter.deliver(msg, partner(url, config={"error_excerpt_chars": 200}), delivery)
+        outcome(422, httpx.Headers(), head, now=now, excerpt_chars=200)
     excerpt = caught.value.detail.split(": ", 1)[1]
     assert excerpt.startswith("field [31m invalid x")
     assert len(excerpt) == 200
     assert excerpt.isprintable()
+
+
+@pytest.mark.parametrize("status", [404, 422, 500])
+async def test_internal_target_answer_never_reaches_the_error(
+    status: int, adapter: WebhookAdapter, start_server: Callable[..., Awaitable[LocalServer]]
+) -> None:
+    """SSRF read-out: a partner URL pointed at an internal service (here loopback, allowed)
+    must not return that service's answer through last_error, even with excerpts opted in;
+    only the status code and a fixed reason are kept."""
+    canary = b"INTERNAL-SERVICE-CANARY root:x:0:0"
+    server = await start_server(respond=reply(status, canary))
+    msg, delivery = outbound()
+    target = partner(
+        f"http://internal.test:{server.port}/admin", config={"error_excerpt_chars": 200}
+    )
+    with pytest.raises(DeliveryError) as caught:
+        await adapter.deliver(msg, target, delivery)
+    assert caught.value.status_code == status
+    assert caught.value.detail == f"partner answered HTTP {status}"
+    assert b"CANARY" not in caught.value.detail.encode()
 
 
 async def test_oversized_answer_is_read_only_up_to_the_cap(

@@ -58,7 +58,8 @@ EXEMPT: dict[tuple[str, str], str] = {
     ("GET", "/readyz"): "readiness probe; says only whether the database is reachable and current",
     ("GET", "/metrics"): (
         "Prometheus scrape: counters without ids or payloads in labels "
-        "(tests/integration/test_log_hygiene.py, test_metrics.py)"
+        "(tests/integration/test_log_hygiene.py, test_metrics.py); open in dev only, "
+        "prod needs metrics:read (test_metrics.py)"
     ),
     ("POST", "/v1/inbound/{partner_id}"): (
         "partners authenticate with Standard Webhooks signatures, not API keys "

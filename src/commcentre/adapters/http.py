@@ -72,7 +72,8 @@ class HttpPushConfig(BaseModel):
     url: str = Field(max_length=2048)
     timeout_seconds: float | None = Field(default=None, gt=0, le=300)
     ed25519_private_key: SecretStr | None = None
-    # Partners may echo our payload in their error bodies; excerpts are opt-in for that reason.
+    # Partners may echo our payload in their error bodies; excerpts are opt-in for that reason,
+    # and never taken from a loopback or private-network target (they would read it out).
     error_excerpt_chars: int = Field(default=0, ge=0, le=200)
 
     @field_validator("url")
@@ -302,7 +303,8 @@ class HttpPushAdapter(abc.ABC):
             response.headers,
             head,
             now=now,
-            excerpt_chars=config.error_excerpt_chars,
+            # An internal target's answer is never echoed into last_error: status only.
+            excerpt_chars=0 if target.internal else config.error_excerpt_chars,
         )
 
     async def _post(

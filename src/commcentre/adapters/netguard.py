@@ -43,6 +43,9 @@ class PinnedTarget:
     port: int
     ip: str
     path: str
+    # The pinned address is not a public one (loopback, or a private network allowed by
+    # the operator): what it answers must never be shown back (an SSRF read-out).
+    internal: bool = False
 
     @property
     def connect_url(self) -> str:
@@ -207,7 +210,15 @@ async def resolve_pinned(
             raise _refuse(f"host resolves to a {reason}")
         if scheme == "http" and not allow_loopback and not in_networks(ip, allow_networks):
             raise _refuse("scheme must be https outside the allowed internal networks")
-    return PinnedTarget(scheme=scheme, host=name, port=port, ip=str(addresses[0]), path=path)
+    pinned = addresses[0]
+    return PinnedTarget(
+        scheme=scheme,
+        host=name,
+        port=port,
+        ip=str(pinned),
+        path=path,
+        internal=refusal_reason(pinned, allow_loopback=False) is not None,
+    )
 
 
 async def system_resolver(host: str, port: int) -> Sequence[str]:

@@ -9,4 +9,6 @@ class Scope(StrEnum):
     REQUESTS_MANAGE = "requests:manage"
     PARTNERS_MANAGE = "partners:manage"
     AUDIT_READ = "audit:read"
+    # Prometheus scrapes in prod (GET /metrics is open in dev only).
+    METRICS_READ = "metrics:read"
     ADMIN = "admin"

@@ -89,6 +89,10 @@ class DispatcherSettings:
     results_wait: float = 0.02
     # Private networks subscriber callbacks may resolve to (Settings.subscriber_networks).
     subscriber_networks: tuple[IPNetwork, ...] = ()
+    # Private networks partner URLs may resolve to (Settings.partner_networks).
+    partner_networks: tuple[IPNetwork, ...] = ()
+    # A partner's allow_loopback counts only in dev; prod has no per-partner escape hatch.
+    loopback_partners: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,7 +442,13 @@ class Dispatcher:
         key = (partner.id, partner.updated_at)
         view = self._views.get(key)
         if view is None:
-            view = partner_view(partner, envelope=self._vault.envelope, registry=self._adapters)
+            view = partner_view(
+                partner,
+                envelope=self._vault.envelope,
+                registry=self._adapters,
+                networks=self._settings.partner_networks,
+                loopback_permitted=self._settings.loopback_partners,
+            )
             self._views = {k: v for k, v in self._views.items() if k[0] != partner.id}
             self._views[key] = view
         return view

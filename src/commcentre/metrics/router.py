@@ -1,11 +1,20 @@
-"""GET /metrics: Prometheus text format, no authentication (scrape it on a private network)."""
+"""GET /metrics: Prometheus text format.
+
+Open in dev. In prod it needs an API key with `metrics:read` (or `admin`): the
+gauges show which partners are failing and how many requests are overdue, which
+is operational intelligence about the bureau, and the API port may face a wider
+network than the monitoring one.
+"""
 
 from collections import defaultdict
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
+from commcentre.auth.deps import authorize
+from commcentre.auth.scopes import Scope
 from commcentre.db import STORE_ERRORS
+from commcentre.errors import Forbidden, problem_responses
 from commcentre.metrics import repository
 from commcentre.runtime import RuntimeDep
 
@@ -20,12 +29,19 @@ router = APIRouter(tags=["health"])
         "PROMETHEUS_MULTIPROC_DIR is set), and gauges read from the store at scrape time: "
         "queue depth and age of the oldest due delivery per destination, dead letters, "
         "open and overdue supplementary-information requests. "
-        "No personal data and no message or subscription ids in labels."
+        "No personal data and no message or subscription ids in labels. "
+        "Open in dev; with `COMMCENTRE_ENVIRONMENT=prod` it needs a bearer API key with "
+        "the scope `metrics:read` (or `admin`)."
     ),
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Metrics"}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Metrics"},
+        **problem_responses(Forbidden),
+    },
 )
-async def metrics(runtime: RuntimeDep) -> Response:
+async def metrics(request: Request, runtime: RuntimeDep) -> Response:
+    if runtime.settings.environment == "prod":
+        await authorize(request, Scope.METRICS_READ)
     body = generate_latest(runtime.metrics.collecting_registry())
     body += generate_latest(await _store_gauges(runtime))
     return Response(body, media_type=CONTENT_TYPE_LATEST)

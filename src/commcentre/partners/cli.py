@@ -24,6 +24,7 @@ from commcentre.adapters.registry import AdapterRegistry, load_adapters
 from commcentre.config import Settings
 from commcentre.crypto import CryptoError, Envelope, FileKeyring
 from commcentre.db import Database
+from commcentre.destinations import DestinationRules
 from commcentre.errors import CommCentreError, field_errors
 
 T = TypeVar("T")
@@ -66,6 +67,7 @@ class Tools:
     db: Database
     envelope: Envelope
     registry: AdapterRegistry
+    destinations: DestinationRules
 
 
 @asynccontextmanager
@@ -88,7 +90,8 @@ async def tools() -> AsyncIterator[Tools]:
     # Adapters are only asked to validate configs here; they never send anything.
     async with httpx.AsyncClient() as http, database() as db:
         registry = load_adapters(AdapterContext(http=http, resolver=system_resolver))
-        yield Tools(db, envelope, registry)
+        destinations = DestinationRules.from_settings(settings, system_resolver)
+        yield Tools(db, envelope, registry, destinations)
 
 
 def _dump(model: Any) -> str:
@@ -189,7 +192,13 @@ def create(
         )
         async with tools() as t, t.db.write_sessions() as session, session.begin():
             return await service.create_partner(
-                session, body, registry=t.registry, envelope=t.envelope, actor=actor(), now=utcnow()
+                session,
+                body,
+                registry=t.registry,
+                envelope=t.envelope,
+                destinations=t.destinations,
+                actor=actor(),
+                now=utcnow(),
             )
 
     created = run(register)

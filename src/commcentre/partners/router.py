@@ -56,13 +56,15 @@ async def list_partners(
     response_model=PartnerCreated,
     summary="Register a partner",
     description=(
-        "The adapter must be installed and the config must satisfy its model. Each direction "
-        "has secrets of its own: `inbound_secrets` verify what the partner pushes to us, "
-        "`outbound_secrets` sign what we deliver to it; one secret may not serve both (422). "
-        "A direction given none gets one generated, returned once in "
-        "`generated_inbound_secret` / `generated_outbound_secret`. `signing_secrets` is the "
-        "deprecated name of `inbound_secrets`, and `generated_signing_secret` of "
-        "`generated_inbound_secret`."
+        "The adapter must be installed and the config must satisfy its model. A URL in the "
+        "config must be https to a public address, or point into the operator's partner "
+        "networks (in prod its host name is resolved now; loopback only in dev, with "
+        "`allow_loopback`). Each direction has secrets of its own: `inbound_secrets` verify "
+        "what the partner pushes to us, `outbound_secrets` sign what we deliver to it; one "
+        "secret may not serve both (422). A direction given none gets one generated, returned "
+        "once in `generated_inbound_secret` / `generated_outbound_secret`. `signing_secrets` is "
+        "the deprecated name of `inbound_secrets`, and `generated_signing_secret` of "
+        "`generated_inbound_secret`. In prod weak or published secrets are refused."
     ),
     responses=problem_responses(Forbidden, Conflict, UnprocessableContent),
 )
@@ -81,6 +83,7 @@ async def create_partner(
             body,
             registry=runtime.adapters,
             envelope=runtime.vault.envelope,
+            destinations=runtime.destinations,
             actor=principal.actor,
             now=now,
         )
@@ -151,6 +154,7 @@ async def update_partner(
         body,
         registry=runtime.adapters,
         envelope=envelope,
+        destinations=runtime.destinations,
         actor=principal.actor,
         now=runtime.clock(),
     )

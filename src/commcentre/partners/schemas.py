@@ -200,7 +200,9 @@ class PartnerCreate(BaseModel):
     )
     public_jwk: PublicJwk | None = None
     enabled: bool = True
-    allow_loopback: bool = Field(False, description="Allow loopback hosts (tests and demos).")
+    allow_loopback: bool = Field(
+        False, description="Allow loopback hosts (dev only: tests and demos; 422 in prod)."
+    )
     rate_limit_per_second: RatePerSecond | None = None
     rate_burst: RateBurst = 1
 

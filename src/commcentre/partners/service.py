@@ -10,13 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.adapters.base import AdapterConfigError, PartnerView
+from commcentre.adapters.http import HttpPushConfig
+from commcentre.adapters.netguard import IPNetwork
 from commcentre.audit.service import AuditAction, AuditRecord, append
 from commcentre.crypto import CryptoError, Envelope
+from commcentre.destinations import DestinationRules
 from commcentre.errors import Conflict, FieldError, NotFound, UnprocessableContent
 from commcentre.ids import new_id
 from commcentre.partners import repository, sealing
@@ -32,6 +35,7 @@ from commcentre.partners.schemas import (
 )
 from commcentre.partners.sealing import PartnerSecrets
 from commcentre.routing import repository as routing_repository
+from commcentre.secret_strength import refuse_weak_signing_secrets
 
 __all__ = [
     "AdapterCatalog",
@@ -60,9 +64,18 @@ class CreatedPartner:
     generated_outbound_secret: str | None = None
 
 
-def partner_view(partner: Partner, *, envelope: Envelope, registry: AdapterCatalog) -> PartnerView:
+def partner_view(
+    partner: Partner,
+    *,
+    envelope: Envelope,
+    registry: AdapterCatalog,
+    networks: Sequence[IPNetwork] = (),
+    loopback_permitted: bool = True,
+) -> PartnerView:
     """The decrypted partner an adapter delivers with (for the dispatcher, never the API).
 
+    `networks` (Settings.partner_networks) are the private networks its URL may
+    resolve to; `loopback_permitted` is False in prod, where `allow_loopback` is void.
     Raises CryptoError when the sealed config fails to open and AdapterConfigError
     when the adapter is not installed or its config no longer validates.
     """
@@ -75,8 +88,35 @@ def partner_view(partner: Partner, *, envelope: Envelope, registry: AdapterCatal
         # Adapters sign what they send: the outbound secrets, never the inbound ones.
         signing_secrets=tuple(SecretStr(s) for s in opened.outbound_secrets),
         public_jwk=partner.public_jwk,
-        allow_loopback=partner.allow_loopback,
+        allow_loopback=partner.allow_loopback and loopback_permitted,
+        allow_networks=tuple(networks),
     )
+
+
+def _refuse_weak_secrets(
+    inbound: Sequence[SecretStr] | None,
+    deprecated_inbound: Sequence[SecretStr] | None,
+    outbound: Sequence[SecretStr] | None,
+) -> None:
+    """Prod: 422 at the field and index of the first weak or published secret given."""
+    for name, given in (
+        ("inbound_secrets", inbound),
+        ("signing_secrets", deprecated_inbound),
+        ("outbound_secrets", outbound),
+    ):
+        if given:
+            refuse_weak_signing_secrets(given, loc=["body", name])
+
+
+async def _check_destination(
+    config: BaseModel, *, allow_loopback: bool, destinations: DestinationRules
+) -> None:
+    """422 for a URL the dispatcher would refuse (in prod: after resolving it)."""
+    destinations.check_allow_loopback(allow_loopback)
+    if isinstance(config, HttpPushConfig):
+        await destinations.check_partner_url(
+            config.url, allow_loopback=allow_loopback, loc=["body", "config", "url"]
+        )
 
 
 def partner_out(partner: Partner, *, envelope: Envelope, registry: AdapterCatalog) -> PartnerOut:
@@ -136,11 +176,15 @@ async def create_partner(
     *,
     registry: AdapterCatalog,
     envelope: Envelope,
+    destinations: DestinationRules,
     actor: str,
     now: datetime,
 ) -> CreatedPartner:
     """Register a partner; a direction without secrets gets one generated (returned once)."""
     config = checked_config(registry, body.adapter, body.config)
+    if destinations.prod:
+        _refuse_weak_secrets(body.inbound_secrets, body.signing_secrets, body.outbound_secrets)
+    await _check_destination(config, allow_loopback=body.allow_loopback, destinations=destinations)
     if await repository.exists(session, body.id):
         raise Conflict(f"partner {body.id} already exists")
     inbound = [s.get_secret_value() for s in body.given_inbound_secrets]
@@ -195,14 +239,37 @@ async def update_partner(
     *,
     registry: AdapterCatalog,
     envelope: Envelope,
+    destinations: DestinationRules,
     actor: str,
     now: datetime,
 ) -> Partner:
-    """Apply the fields given; config is checked again and everything secret is resealed."""
+    """Apply the fields given; config is checked again and everything secret is resealed.
+
+    A new config or `allow_loopback` has its destination checked again.
+    """
     partner = await get_partner(session, partner_id)
     given = patch.model_fields_set
+    if destinations.prod:
+        _refuse_weak_secrets(patch.inbound_secrets, patch.signing_secrets, patch.outbound_secrets)
+    checked = None
     if given & {"config", "inbound_secrets", "outbound_secrets", "signing_secrets"}:
-        _reseal(partner, patch, registry=registry, envelope=envelope)
+        checked = _reseal(partner, patch, registry=registry, envelope=envelope)
+    if "config" in given or "allow_loopback" in given:
+        allow_loopback = (
+            bool(patch.allow_loopback) if "allow_loopback" in given else partner.allow_loopback
+        )
+        if checked is not None:
+            await _check_destination(
+                checked, allow_loopback=allow_loopback, destinations=destinations
+            )
+        else:
+            await _check_stored_destination(
+                partner,
+                allow_loopback=allow_loopback,
+                registry=registry,
+                envelope=envelope,
+                destinations=destinations,
+            )
     for name in ("name", "country", "public_jwk", "allow_loopback", "rate_burst"):
         if name in given:
             setattr(partner, name, getattr(patch, name))
@@ -224,9 +291,28 @@ async def update_partner(
     return partner
 
 
+async def _check_stored_destination(
+    partner: Partner,
+    *,
+    allow_loopback: bool,
+    registry: AdapterCatalog,
+    envelope: Envelope,
+    destinations: DestinationRules,
+) -> None:
+    try:
+        stored = sealing.open_sealed(envelope, partner)
+        config = adapter_config(registry, partner.adapter, stored.config)
+    except (CryptoError, AdapterConfigError):
+        # Undeliverable either way; only the flag changes, and prod refuses it when set.
+        destinations.check_allow_loopback(allow_loopback)
+        return
+    await _check_destination(config, allow_loopback=allow_loopback, destinations=destinations)
+
+
 def _reseal(
     partner: Partner, patch: PartnerPatch, *, registry: AdapterCatalog, envelope: Envelope
-) -> None:
+) -> BaseModel | None:
+    """Reseal config and signing secrets with the patch applied; a new config as checked."""
     try:
         stored = sealing.open_sealed(envelope, partner)
     except CryptoError:
@@ -234,9 +320,11 @@ def _reseal(
             f"partner {partner.id}'s sealed config cannot be opened; it cannot be changed"
         ) from None
     config, inbound, outbound = stored.config, stored.inbound_secrets, stored.outbound_secrets
+    checked = None
     if patch.config is not None:
         merged = sealing.keep_masked(patch.config, stored.config)
-        config = sealing.revealed_config(checked_config(registry, partner.adapter, merged))
+        checked = checked_config(registry, partner.adapter, merged)
+        config = sealing.revealed_config(checked)
     if patch.given_inbound_secrets is not None:
         inbound = [s.get_secret_value() for s in patch.given_inbound_secrets]
     if patch.outbound_secrets is not None:
@@ -257,6 +345,7 @@ def _reseal(
         )
     sealed = sealing.seal(envelope, partner.uid, PartnerSecrets(config, inbound, outbound))
     sealing.store(partner, sealed)
+    return checked
 
 
 Direction = Literal["inbound", "outbound"]

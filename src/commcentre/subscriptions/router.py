@@ -61,8 +61,9 @@ async def list_subscriptions(
         "events, every inbound message matching `filter` (each criterion given must match; "
         "an empty list matches anything). The callback must be https, or http to a "
         "configured internal subscriber network, and must not point at any other private "
-        "address. Without `signing_secrets` one is generated and returned once in "
-        "`generated_signing_secret`. Send an `Idempotency-Key` to make retries safe."
+        "address (in prod its host name is resolved now). Without `signing_secrets` one is "
+        "generated and returned once in `generated_signing_secret`; in prod weak or "
+        "published secrets are refused. Send an `Idempotency-Key` to make retries safe."
     ),
     responses=problem_responses(Forbidden, Conflict, UnprocessableContent),
 )
@@ -80,7 +81,7 @@ async def create_subscription(
             session,
             body,
             vault=runtime.vault,
-            networks=runtime.settings.subscriber_networks,
+            destinations=runtime.destinations,
             principal=principal,
             now=now,
         )
@@ -152,7 +153,7 @@ async def update_subscription(
         subscription_id,
         body,
         vault=runtime.vault,
-        networks=runtime.settings.subscriber_networks,
+        destinations=runtime.destinations,
         principal=principal,
         now=runtime.clock(),
     )

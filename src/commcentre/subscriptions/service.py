@@ -14,18 +14,20 @@ from datetime import datetime
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commcentre.adapters.base import PartnerView, PermanentDeliveryError, RetryableDeliveryError
+from commcentre.adapters.base import PartnerView
 from commcentre.adapters.http import HttpPushConfig
-from commcentre.adapters.netguard import IPNetwork, resolve_pinned
+from commcentre.adapters.netguard import IPNetwork
 from commcentre.audit.service import AuditAction, AuditRecord, append
 from commcentre.auth.deps import Principal
 from commcentre.auth.scopes import Scope
 from commcentre.crypto import CryptoError, Envelope
+from commcentre.destinations import DestinationRules
 from commcentre.errors import Conflict, FieldError, Forbidden, NotFound, UnprocessableContent
 from commcentre.ids import new_id
 from commcentre.messages.service import MessageVault
 from commcentre.partners import repository as partners_repository
 from commcentre.partners.schemas import generate_signing_secret, secret_hints
+from commcentre.secret_strength import refuse_weak_signing_secrets
 from commcentre.subscriptions import repository, sealing
 from commcentre.subscriptions.models import Subscription
 from commcentre.subscriptions.schemas import (
@@ -108,30 +110,6 @@ def subscription_view(
 # -- checks -----------------------------------------------------------------------------------
 
 
-async def _no_dns(host: str, port: int) -> Sequence[str]:
-    raise OSError("names are resolved at delivery time")
-
-
-async def check_url(url: str, *, networks: Sequence[IPNetwork], loc: str = "url") -> None:
-    """Refuse a callback the dispatcher would refuse: 422 naming the reason.
-
-    Literal addresses are checked now; a host name is resolved (and pinned) at
-    every delivery, since its DNS answer may change.
-    """
-    try:
-        await resolve_pinned(url, resolver=_no_dns, allow_loopback=False, allow_networks=networks)
-    except RetryableDeliveryError:
-        return  # a host name: resolved at delivery time
-    except PermanentDeliveryError as exc:
-        reason = exc.detail.removeprefix("refused partner URL: ")
-        if reason == "scheme must be https" and not networks:
-            reason = "scheme must be https (http only to configured subscriber networks)"
-        raise UnprocessableContent(
-            f"invalid input at body.{loc}: {reason}",
-            errors=[FieldError(loc=["body", loc], msg=reason, type="url_refused")],
-        ) from None
-
-
 # Events about requests carry request metadata: only who may manage requests gets them.
 _EVENT_SCOPES = {
     SubscriptionEvent.REQUEST_OVERDUE: Scope.REQUESTS_MANAGE,
@@ -190,13 +168,15 @@ async def create_subscription(
     body: SubscriptionCreate,
     *,
     vault: MessageVault,
-    networks: Sequence[IPNetwork],
+    destinations: DestinationRules,
     principal: Principal,
     now: datetime,
 ) -> CreatedSubscription:
     """Register a subscription; without signing secrets one is generated (returned once)."""
     _check_events(body.filter, principal)
-    await check_url(body.url, networks=networks)
+    await destinations.check_subscriber_url(body.url, loc=["body", "url"])
+    if destinations.prod:
+        refuse_weak_signing_secrets(body.signing_secrets, loc=["body", "signing_secrets"])
     await _check_filter(session, body.filter)
     signing_secrets = [s.get_secret_value() for s in body.signing_secrets]
     generated = None
@@ -238,15 +218,17 @@ async def update_subscription(
     patch: SubscriptionPatch,
     *,
     vault: MessageVault,
-    networks: Sequence[IPNetwork],
+    destinations: DestinationRules,
     principal: Principal,
     now: datetime,
 ) -> Subscription:
     """Apply the fields given; secrets and case_ref are resealed when either changes."""
     subscription = await get_owned(session, subscription_id, principal=principal)
     given = patch.model_fields_set
+    if destinations.prod and patch.signing_secrets is not None:
+        refuse_weak_signing_secrets(patch.signing_secrets, loc=["body", "signing_secrets"])
     if patch.url is not None:
-        await check_url(patch.url, networks=networks)
+        await destinations.check_subscriber_url(patch.url, loc=["body", "url"])
         subscription.url = patch.url
     if patch.filter is not None:
         _check_events(patch.filter, principal)
