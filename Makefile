@@ -21,7 +21,7 @@ install: $(STAMP)
 ## Start API + dispatcher on 127.0.0.1:8000 with the embedded SQLite store, a dev keyring
 ## and demo loopback partners.
 run: install
-	@mkdir -p var
+	@mkdir -p -m 700 var
 	$(PY) -m commcentre db upgrade
 	$(PY) -m commcentre keys generate --dev --if-missing
 	$(PY) -m commcentre demo
@@ -29,8 +29,10 @@ run: install
 	@echo ""
 	@echo "  admin API key: $$(cat var/admin.key)"
 	@echo "  API docs:      http://127.0.0.1:8000/docs"
+	@echo "  audit checkpoints: var/audit-checkpoints (verify: $(PY) -m commcentre audit verify --checkpoint var/audit-checkpoints)"
 	@echo ""
-	COMMCENTRE_BOOTSTRAP_ADMIN_KEY="$$(cat var/admin.key)" $(PY) -m commcentre serve --host 127.0.0.1 --port 8000
+	COMMCENTRE_BOOTSTRAP_ADMIN_KEY="$$(cat var/admin.key)" COMMCENTRE_AUDIT_CHECKPOINT_PATH=var/audit-checkpoints \
+		$(PY) -m commcentre serve --host 127.0.0.1 --port 8000
 
 ## The whole suite (SQLite; set COMMCENTRE_TEST_DATABASE_URL for PostgreSQL).
 test: install

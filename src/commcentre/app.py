@@ -115,6 +115,10 @@ def create_app(
             await _bootstrap(db, settings.bootstrap_admin_key.get_secret_value(), clock)
         if settings.environment == "prod":
             await _warn_weak_secrets(db, vault)
+            if settings.audit_checkpoint_path is None:
+                # Without checkpoints outside the database, deleting the newest audit
+                # entries together with the head row cannot be detected.
+                log.warning("audit_checkpoints_disabled", setting="AUDIT_CHECKPOINT_PATH")
         await ingest.start()
         if dispatcher is not None:
             await dispatcher.start()

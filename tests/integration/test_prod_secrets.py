@@ -8,6 +8,7 @@ and demos use fixed secrets).
 
 import base64
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -158,3 +159,25 @@ async def test_prod_startup_names_stored_weak_secrets(
     assert f"partner:{weak_id}" in named
     assert f"partner:{strong_id}" not in named
     assert "bmV3LXNlY3JldC" not in repr(events)
+
+
+@pytest.mark.parametrize("checkpoints", [False, True])
+async def test_prod_startup_warns_when_no_audit_checkpoints_are_exported(
+    settings: Settings, app: FastAPI, tmp_path: Path, checkpoints: bool
+) -> None:
+    """Deleting the newest audit entries together with the head row is found only
+    against a signed checkpoint outside the database (LED Art. 25 logs must be
+    complete): a prod start without a checkpoint file says so."""
+    prod = settings.model_copy(
+        update={
+            "environment": "prod",
+            "dispatcher_enabled": False,
+            "audit_checkpoint_path": tmp_path / "checkpoints" if checkpoints else None,
+        }
+    )
+    started = create_app(prod, keys=app.state.runtime.keys)
+    with structlog.testing.capture_logs() as events:
+        async with started.router.lifespan_context(started):
+            pass
+    warned = any(e["event"] == "audit_checkpoints_disabled" for e in events)
+    assert warned is not checkpoints
