@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from commcentre.audit.service import AuditAction, AuditRecord, append
+from commcentre.clock import iso_z
 from commcentre.crypto import Envelope
 from commcentre.db import Database, WriteSession
 from commcentre.delivery.repository import insert_deliveries
@@ -494,10 +495,6 @@ async def _link(
     )
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def overdue_event_data(row: Any, *, escalated_at: datetime) -> dict[str, Any]:
     """The `data` of a `request.overdue` event: request metadata only.
 
@@ -516,9 +513,9 @@ def overdue_event_data(row: Any, *, escalated_at: datetime) -> dict[str, Any]:
         "time_limit_rule": row.time_limit_rule,
         "immediate": row.immediate,
         "status": row.status,
-        "received_at": _iso(row.received_at),
-        "due_at": _iso(row.due_at),
-        "escalated_at": _iso(escalated_at),
+        "received_at": iso_z(row.received_at),
+        "due_at": iso_z(row.due_at),
+        "escalated_at": iso_z(escalated_at),
     }
 
 
@@ -607,7 +604,7 @@ async def _escalate_replies(
                     action=AuditAction.ALTERATION,
                     details={
                         "status": row.status,
-                        "due_at": row.due_at.isoformat().replace("+00:00", "Z"),
+                        "due_at": iso_z(row.due_at),
                         "form": row.form,
                         "requesting_state": row.requesting_state,
                         "subscribers_notified": notified[row.id],

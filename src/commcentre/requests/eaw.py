@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.audit.service import AuditAction, append
+from commcentre.clock import iso_z
 from commcentre.crypto import Envelope
 from commcentre.db import Database
 from commcentre.delivery.repository import insert_deliveries
@@ -44,10 +45,6 @@ CLOCK_SKEW = timedelta(minutes=5)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 # An agreed surrender date lies ahead, but not beyond reason.
 LATEST_NEW_DATE = timedelta(days=366)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def check_past(name: str, value: datetime, now: datetime) -> datetime:
@@ -137,8 +134,8 @@ async def record_eaw(
     )
     details.update(
         warrant="nordic" if is_nordic_warrant(row.legal_basis) else "european",
-        decision_due_at=_iso(deadlines.decision_due_at),
-        surrender_due_at=_iso(deadlines.surrender_due_at),
+        decision_due_at=iso_z(deadlines.decision_due_at),
+        surrender_due_at=iso_z(deadlines.surrender_due_at),
         note_recorded=body.note is not None,
     )
     await append(
@@ -234,13 +231,13 @@ def eaw_event_data(row: Any, *, deadline: str, escalated_at: datetime) -> dict[s
         "issuing_state": row.issuing_state,
         "status": row.status,
         "deadline": deadline,
-        "arrested_at": _iso(row.arrested_at),
+        "arrested_at": iso_z(row.arrested_at),
         "consent": bool(row.arrest_consent),
-        "decision_due_at": _iso(row.decision_due_at),
-        "decided_at": _iso(row.decided_at),
-        "surrender_due_at": _iso(row.surrender_due_at),
+        "decision_due_at": iso_z(row.decision_due_at),
+        "decided_at": iso_z(row.decided_at),
+        "surrender_due_at": iso_z(row.surrender_due_at),
         "postponement": row.surrender_postponement,
-        "escalated_at": _iso(escalated_at),
+        "escalated_at": iso_z(escalated_at),
     }
 
 
@@ -307,7 +304,7 @@ async def escalate_eaw_deadlines(
                 )
                 details: dict[str, object] = {
                     "deadline": deadline,
-                    "due_at": _iso(due_at),
+                    "due_at": iso_z(due_at),
                     "warrant": "nordic" if is_nordic_warrant(row.legal_basis) else "european",
                     "status": row.status,
                     "subscribers_notified": len(deliveries),

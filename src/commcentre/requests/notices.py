@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.audit.service import AuditAction, append
+from commcentre.clock import iso_z
 from commcentre.crypto import Envelope
 from commcentre.db import WriteSession
 from commcentre.errors import Conflict, UnprocessableContent, validation_problem
@@ -32,10 +33,6 @@ from commcentre.requests.transitions import (
 )
 
 DELAY_NOTICE_OPERATION = "POST /v1/requests/{id}/delay-notice"
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _not_open(request_id: uuid.UUID, status: str) -> Conflict:
@@ -76,7 +73,7 @@ async def delay_notice_message(
         "legal_basis": row.legal_basis,
         "body": (
             f"Delay notice on request {row.reference}: the reply cannot be given within the "
-            f"time limit (due {_iso(row.due_at)}). Expected reply by {_iso(body.expected_at)}. "
+            f"time limit (due {iso_z(row.due_at)}). Expected reply by {iso_z(body.expected_at)}. "
             f"Reason: {body.reason}"
         ),
     }
@@ -157,8 +154,8 @@ def delay_notice_hook(
                     now=now,
                     action=AuditAction.ALTERATION,
                     details={
-                        "due_at": _iso(row.due_at),
-                        "expected_at": _iso(body.expected_at),
+                        "due_at": iso_z(row.due_at),
+                        "expected_at": iso_z(body.expected_at),
                         "past_due": now > row.due_at,
                         "reason_recorded": True,
                         "note_recorded": body.note is not None,

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commcentre.audit.service import AuditAction, AuditRecord, append
+from commcentre.clock import iso_z
 from commcentre.crypto import Envelope
 from commcentre.db import WriteSession
 from commcentre.errors import Conflict, UnprocessableContent, validation_problem
@@ -207,10 +208,6 @@ async def transition(
     return summary_of(await get_row(session, request_id), now=now)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
-
-
 async def require_request(session: AsyncSession, request_id: uuid.UUID) -> None:
     """404 unless the request exists."""
     await get_row(session, request_id)
@@ -307,7 +304,7 @@ async def reply_message(
         raise UnprocessableContent(
             "the request is answered after its due_at: a delay_reason is required "
             "(Dir. (EU) 2023/977)",
-            extra={"due_at": _iso(row.due_at)},
+            extra={"due_at": iso_z(row.due_at)},
         )
     if row.requesting_state is None:
         raise Conflict(f"request {request_id} has no requesting_state to reply to")

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from commcentre.audit.service import AuditAction, AuditRecord, append
+from commcentre.clock import iso_z
 from commcentre.crypto import Envelope
 from commcentre.db import WriteSession
 from commcentre.errors import Conflict, NotFound, UnprocessableContent
@@ -132,7 +133,7 @@ async def apply_change(
             raise UnprocessableContent(
                 "the request is answered after its due_at: a delay_reason is required "
                 "(Dir. (EU) 2023/977)",
-                extra={"due_at": row.due_at.isoformat().replace("+00:00", "Z")},
+                extra={"due_at": iso_z(row.due_at)},
             )
         values.update(answered_at=now, answered_late=late)
         details.update(
