@@ -577,19 +577,15 @@ async def _escalate_replies(
         await repository.insert_history(
             session,
             [
-                {
-                    "id": new_id(),
-                    "request_id": row.id,
-                    "event": "escalated",
-                    "actor": ESCALATION_ACTOR,
-                    "occurred_at": now,
-                    "from_status": row.status,
-                    "to_status": row.status,
-                    "enc_format": None,
-                    "key_version": None,
-                    "wrapped_key": None,
-                    "ciphertext": None,
-                }
+                history_row(
+                    row.id,
+                    event="escalated",
+                    actor=ESCALATION_ACTOR,
+                    now=now,
+                    from_status=row.status,
+                    to_status=row.status,
+                    envelope=None,
+                )
                 for row in rows
             ],
         )

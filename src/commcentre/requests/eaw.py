@@ -24,7 +24,6 @@ from commcentre.crypto import Envelope
 from commcentre.db import Database
 from commcentre.delivery.repository import insert_deliveries
 from commcentre.errors import Conflict, UnprocessableContent
-from commcentre.ids import new_id
 from commcentre.messages.service import MessageVault
 from commcentre.requests import repository
 from commcentre.requests.deadlines import eaw_deadlines, is_nordic_warrant
@@ -287,19 +286,15 @@ async def escalate_eaw_deadlines(
                 await repository.insert_history(
                     session,
                     [
-                        {
-                            "id": new_id(),
-                            "request_id": row.id,
-                            "event": f"eaw_{deadline}_escalated",
-                            "actor": ESCALATION_ACTOR,
-                            "occurred_at": now,
-                            "from_status": row.status,
-                            "to_status": row.status,
-                            "enc_format": None,
-                            "key_version": None,
-                            "wrapped_key": None,
-                            "ciphertext": None,
-                        }
+                        history_row(
+                            row.id,
+                            event=f"eaw_{deadline}_escalated",
+                            actor=ESCALATION_ACTOR,
+                            now=now,
+                            from_status=row.status,
+                            to_status=row.status,
+                            envelope=None,
+                        )
                     ],
                 )
                 details: dict[str, object] = {

@@ -76,11 +76,16 @@ def open_request_text(envelope: Envelope, row: Any) -> RequestText:
 
 
 def seal_history_text(
-    envelope: Envelope, entry_id: uuid.UUID, *, note: str | None, reason: str | None
+    envelope: Envelope | None, entry_id: uuid.UUID, *, note: str | None, reason: str | None
 ) -> dict[str, Any]:
-    """The sealed columns of a history entry; all None when it carries no text."""
+    """The sealed columns of a history entry; all None when it carries no text.
+
+    `envelope` may be None only for an entry without text (the escalation job's).
+    """
     if note is None and reason is None:
         return dict.fromkeys(("enc_format", "key_version", "wrapped_key", "ciphertext"))
+    if envelope is None:
+        raise ValueError("a history entry with a note or reason needs an envelope to seal it")
     plaintext = orjson.dumps({"note": note, "reason": reason})
     return columns(envelope.seal(plaintext, record_id=entry_id, context=HISTORY_CONTEXT))
 

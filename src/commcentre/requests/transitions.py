@@ -70,10 +70,11 @@ def history_row(
     now: datetime,
     from_status: str | None,
     to_status: str,
-    envelope: Envelope,
+    envelope: Envelope | None,
     note: str | None = None,
     reason: str | None = None,
 ) -> dict[str, Any]:
+    """A history row; its note and reason sealed (`envelope` None only when it has neither)."""
     entry_id = new_id()
     return {
         "id": entry_id,
