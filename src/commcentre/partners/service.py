@@ -309,16 +309,21 @@ async def _check_stored_destination(
     await _check_destination(config, allow_loopback=allow_loopback, destinations=destinations)
 
 
-def _reseal(
-    partner: Partner, patch: PartnerPatch, *, registry: AdapterCatalog, envelope: Envelope
-) -> BaseModel | None:
-    """Reseal config and signing secrets with the patch applied; a new config as checked."""
+def _open_for_change(partner: Partner, *, envelope: Envelope) -> PartnerSecrets:
+    """The partner's sealed config and secrets, or 409 when they no longer open."""
     try:
-        stored = sealing.open_sealed(envelope, partner)
+        return sealing.open_sealed(envelope, partner)
     except CryptoError:
         raise Conflict(
             f"partner {partner.id}'s sealed config cannot be opened; it cannot be changed"
         ) from None
+
+
+def _reseal(
+    partner: Partner, patch: PartnerPatch, *, registry: AdapterCatalog, envelope: Envelope
+) -> BaseModel | None:
+    """Reseal config and signing secrets with the patch applied; a new config as checked."""
+    stored = _open_for_change(partner, envelope=envelope)
     config, inbound, outbound = stored.config, stored.inbound_secrets, stored.outbound_secrets
     checked = None
     if patch.config is not None:
@@ -368,12 +373,7 @@ async def rotate_secret(
     `finish`: only the newest (first) secret is kept, and None is returned.
     """
     partner = await get_partner(session, partner_id)
-    try:
-        stored = sealing.open_sealed(envelope, partner)
-    except CryptoError:
-        raise Conflict(
-            f"partner {partner.id}'s sealed config cannot be opened; it cannot be changed"
-        ) from None
+    stored = _open_for_change(partner, envelope=envelope)
     current = stored.inbound_secrets if direction == "inbound" else stored.outbound_secrets
     generated = None
     if finish:
