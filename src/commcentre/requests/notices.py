@@ -11,6 +11,7 @@ the request records when it was sent, the expected reply date and the reason
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -57,19 +58,10 @@ async def delay_notice_message(
         raise _not_open(request_id, row.status)
     if not replay and body.expected_at <= now:
         raise UnprocessableContent("expected_at must be in the future")
-    if row.requesting_state is None:
-        raise Conflict(f"request {request_id} has no requesting_state to notify")
-    requested = [
-        link.message_id
-        for link in await repository.links_of(session, request_id)
-        if link.role == LinkRole.REQUEST.value
-    ]
-    fields: dict[str, object] = {
+    fields: dict[str, object] = await addressed_to_requester(session, row, to="notify")
+    fields |= {
         "type": MessageType.NOTICE.value,
-        "channel": channel_of_request(row.channel, row.legal_basis).value,
-        "recipients": [row.requesting_state],
         "priority": (Priority.URGENT if row.urgency == "urgent" else Priority.NORMAL).value,
-        "case_ref": row.reference,
         "legal_basis": row.legal_basis,
         "body": (
             f"Delay notice on request {row.reference}: the reply cannot be given within the "
@@ -79,12 +71,33 @@ async def delay_notice_message(
     }
     if body.language is not None:
         fields["language"] = body.language
-    if requested:
-        fields["in_reply_to"] = str(requested[-1])
     try:
         return MessageIn.model_validate(fields)
     except ValidationError as exc:
         raise validation_problem(exc) from None
+
+
+async def addressed_to_requester(session: AsyncSession, row: Any, *, to: str) -> dict[str, object]:
+    """Where a reply or notice on the request goes: back on the request's channel to the
+    requesting state, in the request's thread, after the message that asked.
+    """
+    if row.requesting_state is None:
+        raise Conflict(f"request {row.id} has no requesting_state to {to}")
+    fields: dict[str, object] = {
+        # Back the way the request came (Dir. 2023/977 Art. 12: SIENA by default); the
+        # routing rules still apply and may add destinations.
+        "channel": channel_of_request(row.channel, row.legal_basis).value,
+        "recipients": [row.requesting_state],
+        "case_ref": row.reference,
+    }
+    requested = [
+        link.message_id
+        for link in await repository.links_of(session, row.id)
+        if link.role == LinkRole.REQUEST.value
+    ]
+    if requested:
+        fields["in_reply_to"] = str(requested[-1])
+    return fields
 
 
 def delay_notice_hook(

@@ -16,14 +16,14 @@ from commcentre.audit.service import AuditAction, AuditRecord, append
 from commcentre.clock import iso_z
 from commcentre.crypto import Envelope
 from commcentre.db import WriteSession
-from commcentre.errors import Conflict, UnprocessableContent, validation_problem
+from commcentre.errors import UnprocessableContent, validation_problem
 from commcentre.idempotency import repository as idempotency_repository
 from commcentre.ids import new_id
 from commcentre.messages.identifiers import normalize_identifier
 from commcentre.messages.schemas import MessageIn, MessageType
 from commcentre.requests import repository, sealing
 from commcentre.requests.automation import escalate_overdue, open_from_inbound
-from commcentre.requests.channels import channel_of_request, default_channel
+from commcentre.requests.channels import default_channel
 from commcentre.requests.deadlines import (
     article_of,
     immediate_reasons,
@@ -31,6 +31,7 @@ from commcentre.requests.deadlines import (
     time_limit,
 )
 from commcentre.requests.eaw import check_past, record_eaw
+from commcentre.requests.notices import addressed_to_requester
 from commcentre.requests.repository import ListPosition, RequestFilter
 from commcentre.requests.schemas import (
     LinkRole,
@@ -306,25 +307,13 @@ async def reply_message(
             "(Dir. (EU) 2023/977)",
             extra={"due_at": iso_z(row.due_at)},
         )
-    if row.requesting_state is None:
-        raise Conflict(f"request {request_id} has no requesting_state to reply to")
-    answered = [
-        link.message_id
-        for link in await repository.links_of(session, request_id)
-        if link.role == LinkRole.REQUEST.value
-    ]
+    addressing = await addressed_to_requester(session, row, to="reply to")
     fields = body.model_dump(exclude_none=True, exclude={"delay_reason", "note"})
     fields.update(
+        addressing,
         type=MessageType.REPLY.value,
-        # Back the way the request came (Dir. 2023/977 Art. 12: SIENA by default); the
-        # routing rules still apply and may add destinations.
-        channel=channel_of_request(row.channel, row.legal_basis).value,
-        recipients=[row.requesting_state],
-        case_ref=row.reference,
         legal_basis=body.legal_basis or row.legal_basis,
     )
-    if answered:
-        fields["in_reply_to"] = str(answered[-1])
     if (block := sirene_block_of(row)) is not None:
         fields["sirene"] = block
     try:
