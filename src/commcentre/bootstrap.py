@@ -9,7 +9,7 @@ import structlog
 
 from commcentre.adapters.base import AdapterContext, Resolver
 from commcentre.adapters.registry import AdapterRegistry, load_adapters
-from commcentre.adapters.transport import PoolTransport
+from commcentre.adapters.transport import delivery_client
 from commcentre.audit.export import CheckpointExporter
 from commcentre.audit.service import audit_session_info
 from commcentre.clock import Clock
@@ -79,16 +79,13 @@ def open_cli_database(settings: Settings) -> Database:
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
     """The one HTTP client of a process, shared by every adapter.
 
-    No environment proxies (they would connect on our behalf and undo the SSRF
-    guard's pinned address), no redirects, bounded timeouts and pool.
+    It runs on aiohttp's pool (`adapters/transport.py`) and connects only to the
+    addresses the SSRF guard pinned: no name resolution of its own, no environment
+    proxies (they would connect on our behalf), no redirects, no cookies, bounded
+    timeouts and pool.
     """
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    return httpx.AsyncClient(
-        trust_env=False,
-        follow_redirects=False,
-        timeout=httpx.Timeout(settings.delivery_timeout_seconds),
-        transport=PoolTransport(limits=limits),
-    )
+    return delivery_client(limits=limits, timeout=httpx.Timeout(settings.delivery_timeout_seconds))
 
 
 def policy_from(settings: Settings) -> RetryPolicy:

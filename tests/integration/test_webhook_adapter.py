@@ -43,7 +43,7 @@ from commcentre.adapters.base import (
     RetryableDeliveryError,
 )
 from commcentre.adapters.http import outcome, parse_retry_after
-from commcentre.adapters.transport import PoolTransport
+from commcentre.adapters.transport import delivery_client
 from commcentre.adapters.webhook import WebhookAdapter
 from commcentre.clock import utcnow
 from commcentre.messages.schemas import MessageIn
@@ -67,7 +67,7 @@ async def loopback_resolver(host: str, port: int) -> Sequence[str]:
 async def adapter() -> AsyncIterator[WebhookAdapter]:
     # The transport `commcentre serve` uses; trust_env=False: a proxy from the environment
     # must never carry test traffic elsewhere.
-    async with httpx.AsyncClient(trust_env=False, transport=PoolTransport(limits=LIMITS)) as client:
+    async with delivery_client(limits=LIMITS) as client:
         yield WebhookAdapter(AdapterContext(http=client, resolver=loopback_resolver, timeout=5))
 
 
@@ -445,28 +445,28 @@ def tls(tmp_path: Path) -> Tls:
 async def test_https_pins_the_ip_but_verifies_tls_for_the_host_name(
     start_server: Callable[..., Awaitable[LocalServer]], tls: Tls
 ) -> None:
-    # A keep-alive server: a pooled connection, verified for partner.test, must not be
-    # reused for another name that pins to the same IP.
     server = await start_server(
         ssl_context=tls.server, keep_alive=True, respond=reply(200, keep_alive=True)
     )
     msg, delivery = outbound()
-    transport = PoolTransport(limits=LIMITS, verify=tls.client)
-    async with httpx.AsyncClient(trust_env=False, transport=transport) as client:
+    async with delivery_client(limits=LIMITS, verify=tls.client) as client:
         adapter = WebhookAdapter(AdapterContext(http=client, resolver=loopback_resolver))
         good = partner(f"https://partner.test:{server.port}/hook")
-        receipt = await adapter.deliver(msg, good, delivery)
-        assert receipt.status_code == 200
-        assert server.requests[0].headers["connection"] == "close"
-        assert tls.server_names == ["partner.test"]  # SNI is the name, not 127.0.0.1
-        assert server.requests[0].headers["host"] == f"partner.test:{server.port}"
+        for _ in range(3):
+            receipt = await adapter.deliver(msg, good, delivery)
+            assert receipt.status_code == 200
+        # SNI is the name, not 127.0.0.1; the verified connection is kept for that name.
+        assert tls.server_names == ["partner.test"]
+        assert server.connections == 1
+        assert {r.headers["host"] for r in server.requests} == {f"partner.test:{server.port}"}
 
-        # Same pinned IP, another name: the certificate does not match, so nothing is sent.
+        # Same pinned IP, another name: the kept connection (verified for partner.test)
+        # is not reused; a new handshake fails the certificate check and nothing is sent.
         wrong = partner(f"https://other.test:{server.port}/hook")
         with pytest.raises(RetryableDeliveryError, match="transport error"):
             await adapter.deliver(msg, wrong, delivery)
-    assert len(server.requests) == 1
-    assert tls.server_names == ["partner.test", "other.test"]  # a new handshake was made
+    assert len(server.requests) == 3
+    assert tls.server_names == ["partner.test", "other.test"]
 
 
 NOW = dt.datetime(2026, 11, 28, 14, 0, tzinfo=dt.UTC)

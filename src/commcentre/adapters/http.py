@@ -313,10 +313,10 @@ class HttpPushAdapter(abc.ABC):
         """Send to the pinned IP; return the response and at most the capped body."""
         extensions: dict[str, Any] = {}
         if target.scheme == "https":
-            extensions["sni_hostname"] = target.host  # TLS and its certificate check use the name
-            # The pool keys connections by IP: a kept-alive TLS connection verified for
-            # another name on the same IP must never carry this partner's request.
-            headers = {**headers, "connection": "close"}
+            # TLS and its certificate check use the name. The shared transport's pool keys
+            # connections by this name too, so a connection verified for another name on
+            # the same IP never carries this request (adapters/transport.py).
+            extensions["sni_hostname"] = target.host
         http = self._context.http
         request = http.build_request(
             "POST",

@@ -1,121 +1,169 @@
-"""The HTTP transport under the shared client: httpx's pool on a cheaper network stream.
+"""The HTTP transport under the shared client: httpx's API on aiohttp's connection pool.
 
-Before it hands out a connection, and again when a response closes, httpcore's pool
-asks every idle connection whether the server has closed it (`has_expired`). It asks
-through the network stream's `get_extra_info("is_readable")`, and httpcore's anyio
-stream answers by asking anyio for the raw socket. anyio then rebuilds the socket's
-whole attribute table, which includes a `getpeername()` system call. With 32
-connections to a partner, that happened 64 times per delivery, and it was about a
-third of the dispatcher's HTTP time.
+Adapters speak httpx (`AsyncClient.build_request`, `send`, `Response`); the requests
+travel on `httpx_aiohttp.AiohttpTransport`, which hands them to an aiohttp session.
+Per POST that costs a fifth of the CPU of httpx's own transport (httpcore, h11 and
+anyio), and most of a delivery's CPU was that (docs/performance.md).
 
-The streams here keep the raw socket from the start and poll it directly. Everything
-else is left to httpcore's own anyio backend: connecting, TLS, reads and writes,
-timeouts and their exceptions.
+The session is built here, not left to the defaults, because every delivery goes
+to an address the SSRF guard vetted (`netguard.resolve_pinned`):
+
+- Its resolver resolves nothing. A delivery URL carries the pinned IP and the
+  partner's name travels only in `Host` and in TLS (SNI and the certificate check,
+  from the request's `sni_hostname` extension). A URL with a host name reaching
+  this transport is refused before any lookup: the only resolution is netguard's.
+- Pooled connections are keyed by IP, port, TLS settings and the TLS server name
+  (aiohttp >= 3.14.1 keys by `server_hostname`), so a connection verified for one
+  name is never reused for another name on the same IP.
+- No cookies, in aiohttp's session or in httpx's client: a `Set-Cookie` from one
+  partner must never travel to another that shares its address.
+- Failures surface as the httpx error they are (`ConnectError` for a refused
+  connection or a certificate that does not match, `ReadTimeout`, ...), mapped here
+  from aiohttp's types: httpx_aiohttp's own table turns most connection failures
+  into `ConnectTimeout`.
+- No environment proxies, no redirects, no decompression (httpx_aiohttp asks for
+  neither of the last two on each request).
 """
 
-# The `timeout` parameters are httpcore's network-stream interface, not a choice made here.
-# ruff: noqa: ASYNC109
-
-import select
+import ipaddress
+import socket
 import ssl
-from collections.abc import Iterable
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any
 
-import httpcore
+import aiohttp
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.client_reqrep import ConnectionKey
+from httpx_aiohttp import AiohttpTransport
+
+if "server_hostname" not in ConnectionKey._fields:  # pragma: no cover - guards the install
+    raise ImportError(
+        "aiohttp >= 3.14.1 is required: older pools may reuse a TLS connection verified "
+        "for another host name"
+    )
 
 
-class _Socket(Protocol):
-    def fileno(self) -> int: ...
+class NoNameResolver(AbstractResolver):
+    """A resolver that resolves nothing: delivery URLs carry netguard's pinned address."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        raise OSError(f"the delivery transport resolves no host names ({host!r})")
+
+    async def close(self) -> None:
+        return None
 
 
-def _readable(sock: _Socket | None) -> bool:
-    """True when a read would not block: data, EOF or an error (as httpcore decides)."""
-    if sock is None or sock.fileno() < 0:
-        return True
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    return bool(poller.poll(0))
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
-class _Stream(httpcore.AsyncNetworkStream):
-    """An httpcore network stream that knows its socket."""
+def httpx_error(exc: BaseException) -> httpx.TransportError:
+    """The httpx error for an aiohttp failure (the most specific type first)."""
+    text = f"{type(exc).__name__}: {exc}"
+    kinds: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+        (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+        (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
+        (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+        (aiohttp.ClientConnectorError, httpx.ConnectError),  # refused, TLS, certificate
+        (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+        (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
+        (aiohttp.ClientResponseError, httpx.RemoteProtocolError),  # a malformed answer
+        (aiohttp.ClientConnectionError, httpx.NetworkError),
+    )
+    for aiohttp_type, httpx_type in kinds:
+        if isinstance(exc, aiohttp_type):
+            return httpx_type(text)
+    return httpx.TransportError(text)
 
-    __slots__ = ("_inner", "_socket")
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+def _aiohttp_cause(exc: BaseException) -> BaseException | None:
+    if isinstance(exc, aiohttp.ClientError):
+        return exc
+    cause = exc.__cause__
+    return cause if isinstance(cause, aiohttp.ClientError) else None
+
+
+class _MappedStream(httpx.AsyncByteStream):
+    """A response body whose read failures are mapped like the request's."""
+
+    def __init__(self, inner: httpx.AsyncByteStream) -> None:
         self._inner = inner
-        # For TLS this is still the TCP socket underneath, which is what must be polled.
-        self._socket: _Socket | None = inner.get_extra_info("socket")
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._inner:
+                yield chunk
+        except (aiohttp.ClientError, httpx.TransportError) as exc:
+            cause = _aiohttp_cause(exc)
+            if cause is None:
+                raise
+            raise httpx_error(cause) from cause
 
     async def aclose(self) -> None:
         await self._inner.aclose()
 
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
 
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":
-            return _readable(self._socket)
-        return self._inner.get_extra_info(info)
-
-
-class SocketKeepingBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's anyio backend, with streams that poll their socket directly."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
-        self._inner = inner or httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _Stream(stream)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return _Stream(await self._inner.connect_unix_socket(path, timeout, socket_options))
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class PoolTransport(httpx.AsyncHTTPTransport):
-    """httpx's HTTP/1.1 transport over `SocketKeepingBackend`.
-
-    httpx builds its httpcore pool without a way to choose the network backend, so
-    the pool is built here the way httpx builds it (certificates from certifi, no
-    environment settings), with the backend given.
-    """
+class PinnedTransport(AiohttpTransport):
+    """`AiohttpTransport` on a session that connects only to addresses given as IPs."""
 
     def __init__(self, *, limits: httpx.Limits, verify: ssl.SSLContext | bool = True) -> None:
-        super().__init__(verify=verify, trust_env=False, limits=limits)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=False,
-            network_backend=SocketKeepingBackend(),
+        super().__init__(verify=verify, trust_env=False, limits=limits, client=self._new_session)
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        # Called on the first request, inside the running loop the session belongs to.
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.max_connections or 0,
+            keepalive_timeout=self.limits.keepalive_expiry,
+            ssl=self.ssl_context,
+            resolver=NoNameResolver(),
+            use_dns_cache=False,
         )
+        return aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+            auto_decompress=False,
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not _is_ip_literal(request.url.host):
+            raise httpx.ConnectError(
+                "the delivery transport connects only to pinned IP addresses", request=request
+            )
+        try:
+            response = await super().handle_async_request(request)
+        except (aiohttp.ClientError, httpx.TransportError) as exc:
+            cause = _aiohttp_cause(exc)
+            if cause is None:
+                raise
+            error = httpx_error(cause)
+            error.request = request
+            raise error from cause
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _MappedStream(response.stream)
+        return response
+
+
+def _refuse_all_cookies() -> CookieJar:
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+def delivery_client(
+    *, limits: httpx.Limits, verify: ssl.SSLContext | bool = True, **options: Any
+) -> httpx.AsyncClient:
+    """An httpx client on `PinnedTransport`: no environment proxies, redirects or cookies."""
+    return httpx.AsyncClient(
+        trust_env=False,
+        follow_redirects=False,
+        cookies=_refuse_all_cookies(),
+        transport=PinnedTransport(limits=limits, verify=verify),
+        **options,
+    )
