@@ -96,6 +96,7 @@ from commcentre.config import Settings
 from commcentre.crypto import FileKeyring
 from commcentre.db import Database
 from commcentre.delivery.dispatcher import Dispatcher
+from commcentre.destinations import DestinationRules
 from commcentre.ids import new_id
 from commcentre.messages.ingest import IngestOutcome, IngestWriter, PendingMessage
 from commcentre.messages.schemas import MessageIn
@@ -657,6 +658,7 @@ async def gateway(
                     body,
                     registry=registry,
                     envelope=vault.envelope,
+                    destinations=DestinationRules.from_settings(settings, system_resolver),
                     actor="bench",
                     now=utcnow(),
                 )
