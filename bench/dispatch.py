@@ -20,6 +20,10 @@ Every target delivers to one receiver, with the same concurrency, in one run:
 
 Everything on the sending side runs on the event loop `commcentre serve` runs on
 (uvloop, commcentre.loops), as does a `commcentre worker` process.
+This process logs as `commcentre serve` does in production (JSON lines, one per
+delivery attempt) into a file in its temporary directory, so each line costs what it
+costs there; a `commcentre worker` process logs as it does by default (readable lines)
+into its own log file there.
 
 The receiver is a raw ASGI app (`bench.dispatch:receiver_app`) under uvicorn
 (uvloop, httptools) in a process of its own, so its CPU never shares a GIL with
@@ -75,6 +79,7 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
+import structlog
 from pydantic import SecretStr
 
 from commcentre import loops
@@ -98,6 +103,7 @@ from commcentre.db import Database
 from commcentre.delivery.dispatcher import Dispatcher
 from commcentre.destinations import DestinationRules
 from commcentre.ids import new_id
+from commcentre.logs import configure_logging
 from commcentre.messages.ingest import IngestOutcome, IngestWriter, PendingMessage
 from commcentre.messages.schemas import MessageIn
 from commcentre.messages.service import MessageVault, prepare_outbound
@@ -1231,6 +1237,16 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def production_logs(path: Path) -> Iterator[None]:
+    """Log as `commcentre serve` does in prod (JSON lines), into `path`: every delivery's
+    log line costs here what it costs in production, and the report stays readable."""
+    configure_logging(json=True)
+    with path.open("w") as out:
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(out))
+        yield
+
+
 async def amain(args: argparse.Namespace) -> int:
     targets: dict[str, dict[str, Any]] = {}
     postgres_version: str | None = None
@@ -1244,7 +1260,7 @@ async def amain(args: argparse.Namespace) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="bench-dispatch-") as tmp:
         workdir = Path(tmp)
-        with receiver(workdir / "receiver.log") as rx:
+        with production_logs(workdir / "bench.log"), receiver(workdir / "receiver.log") as rx:
             view = PartnerView(
                 id=PARTNER,
                 name="Benchmark receiver",
