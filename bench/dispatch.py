@@ -18,6 +18,9 @@ Every target delivers to one receiver, with the same concurrency, in one run:
             same httpx client settings (it neither decrypts nor signs: a lower bound
             of what a queue library costs, not a full gateway)
 
+PostgreSQL's cores are its server's processes, less the client backends of other
+databases (other work on the machine may use the same server).
+
 Everything on the sending side runs on the event loop `commcentre serve` runs on
 (uvloop, commcentre.loops), as does a `commcentre worker` process.
 This process logs as `commcentre serve` does in production (JSON lines, one per
@@ -62,6 +65,7 @@ import http.client
 import math
 import os
 import platform
+import re
 import resource
 import signal
 import socket
@@ -297,14 +301,34 @@ def _pid_cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+_CLIENT_ADDRESS = re.compile(r"\S+\(\d+\)|\[local\]")  # "127.0.0.1(43210)" in a backend's title
+
+
+def _other_database_backend(process: Path) -> bool:
+    """Whether a postgres process is a client backend of a database other than ours (its
+    title: "postgres: [cluster: ]user database address(port) activity")."""
+    try:
+        words = (process / "cmdline").read_bytes().replace(b"\0", b" ").decode().split()
+    except (OSError, UnicodeDecodeError):
+        return False
+    for n, word in enumerate(words[2:], start=2):
+        if _CLIENT_ADDRESS.fullmatch(word):
+            return words[n - 1] != PG_DATABASE
+    return False
+
+
 def _postgres_cpu_seconds() -> float:
+    """PostgreSQL's processes: the server, its helpers and the backends of bench_dispatch
+    (other work on the machine may use other databases of the same server)."""
     total = 0.0
     for path in Path("/proc").glob("[0-9]*/stat"):
         try:
             stat = path.read_text()
         except OSError:
             continue
-        if stat[stat.find("(") + 1 : stat.rfind(")")].startswith("postgres"):
+        if stat[stat.find("(") + 1 : stat.rfind(")")].startswith(
+            "postgres"
+        ) and not _other_database_backend(path.parent):
             total += _cpu_seconds(stat)
     return total
 
