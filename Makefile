@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: install run test test-pg faults faults-pg faults-long faults-long-pg scale-demo soak lint format typecheck openapi docs bench clean
+.PHONY: install run test test-pg faults faults-pg faults-long faults-long-pg scale-demo soak lint format typecheck openapi docs bench lock clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -86,6 +86,22 @@ bench: install
 ## and open descriptors; SOAK_ARGS="--minutes 5" for a shorter one. Writes bench/results/soak.json.
 soak: install
 	$(PY) bench/soak.py $(SOAK_ARGS)
+
+## requirements.lock, which the Docker image installs with --require-hashes: the runtime
+## dependencies and the build backend ([build-system] requires), for CPython 3.12 on Linux
+## (any architecture), from PyPI alone, with the sha256 of every file. Pins that still fit
+## pyproject.toml are kept; LOCK_ARGS=--upgrade moves every pin to the newest release.
+## UV_* settings of the caller are dropped, so that no other index reaches the lock.
+lock: install
+	$(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+		| env $$(compgen -e | awk '/^UV_/ { print "-u", $$0 }') $(VENV)/bin/uv pip compile --quiet \
+			--no-config --default-index https://pypi.org/simple --universal --python-version 3.12 \
+			--generate-hashes --custom-compile-command 'make lock' $(LOCK_ARGS) \
+			pyproject.toml - --output-file requirements.lock
+	{ echo "# The Docker image's dependencies: commcentre's runtime requirements and its build backend,"; \
+	  echo '# for CPython 3.12 on Linux, pinned with the sha256 of their files on PyPI. The image installs'; \
+	  echo '# exactly these (pip install --require-hashes). Do not edit: `make lock` regenerates it.'; \
+	  cat requirements.lock; } > requirements.lock.tmp && mv requirements.lock.tmp requirements.lock
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
