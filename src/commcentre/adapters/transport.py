@@ -152,18 +152,39 @@ class PinnedTransport(AiohttpTransport):
         return response
 
 
-def _refuse_all_cookies() -> CookieJar:
-    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing: httpx offers it every response, it reads none."""
+
+    def __init__(self) -> None:
+        super().__init__(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class _DeliveryClient(httpx.AsyncClient):
+    """httpx's client whose cookie jar keeps nothing and cannot be replaced."""
+
+    def __init__(self, **options: Any) -> None:
+        self._no_cookies = _NoCookies()
+        super().__init__(**options)
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, _cookies: Any) -> None:
+        self._no_cookies = _NoCookies()
 
 
 def delivery_client(
     *, limits: httpx.Limits, verify: ssl.SSLContext | bool = True, **options: Any
 ) -> httpx.AsyncClient:
     """An httpx client on `PinnedTransport`: no environment proxies, redirects or cookies."""
-    return httpx.AsyncClient(
+    return _DeliveryClient(
         trust_env=False,
         follow_redirects=False,
-        cookies=_refuse_all_cookies(),
         transport=PinnedTransport(limits=limits, verify=verify),
         **options,
     )

@@ -52,7 +52,7 @@ from commcentre.delivery.repository import NOTIFY_CHANNEL, ClaimedDelivery, Deli
 from commcentre.delivery.retry import RetryPolicy
 from commcentre.errors import CommCentreError
 from commcentre.messages.models import Message
-from commcentre.messages.service import MessageVault, unseal
+from commcentre.messages.service import MessageVault, unseal_content
 from commcentre.metrics import Metrics
 from commcentre.metrics.collectors import SUBSCRIBER
 from commcentre.partners.adapter_config import AdapterCatalog
@@ -349,7 +349,7 @@ class Dispatcher:
             return None
         try:
             view = self._subscription_view(subscription)
-            content = unseal(message, vault=self._vault).content
+            content = unseal_content(message, vault=self._vault)
         except (CryptoError, CommCentreError, ValidationError) as exc:
             self._record_dead(claim, attempt, _reason(exc))
             return None
@@ -422,7 +422,7 @@ class Dispatcher:
             return None
         try:
             view = self._view(partner)
-            content = unseal(message, vault=self._vault).content
+            content = unseal_content(message, vault=self._vault)
         except (CryptoError, AdapterConfigError, CommCentreError, ValidationError) as exc:
             # Retrying cannot help: an operator must fix the partner config or the key.
             self._record_dead(claim, attempt, _reason(exc))

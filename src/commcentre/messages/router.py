@@ -270,7 +270,7 @@ async def forward_message(
                 now=now,
             )
         raise Forbidden(refusal.detail)
-    content = service.unseal(original, vault=runtime.vault).content
+    content = service.unseal_content(original, vault=runtime.vault)
     pending = forwarding.prepare_forward(
         content,
         original_id=original.id,

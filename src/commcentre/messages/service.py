@@ -242,6 +242,13 @@ async def get_visible(
 
 def unseal(message: Message, *, vault: MessageVault) -> MessageOut:
     """Decrypt a message into its full view (plaintext lives only in memory)."""
+    return MessageOut(
+        **summary_of(message).model_dump(), content=unseal_content(message, vault=vault)
+    )
+
+
+def unseal_content(message: Message, *, vault: MessageVault) -> MessageIn:
+    """Decrypt and validate a message's content alone (what a delivery sends)."""
     sealed = SealedPayload(
         format_version=message.enc_format,
         key_version=message.key_version,
@@ -250,13 +257,12 @@ def unseal(message: Message, *, vault: MessageVault) -> MessageOut:
     )
     try:
         plaintext = vault.envelope.open(sealed, record_id=message.id, context=ENVELOPE_CONTEXT)
-        content = MessageIn.model_validate_json(plaintext)
+        return MessageIn.model_validate_json(plaintext)
     except (CryptoError, ValidationError):
         raise Conflict(
             f"message {message.id} cannot be decrypted: its stored payload failed the integrity "
             "check (tampered, moved between rows, or sealed under a retired key)"
         ) from None
-    return MessageOut(**summary_of(message).model_dump(), content=content)
 
 
 async def record_consultation(
