@@ -119,7 +119,7 @@ def in_networks(ip: IPAddress, networks: Sequence[IPNetwork]) -> bool:
     return any(ip.version == net.version and ip in net for net in networks)
 
 
-def _parse_ip(text: str) -> IPAddress | None:
+def parse_ip(text: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(text)
     except ValueError:
@@ -129,7 +129,7 @@ def _parse_ip(text: str) -> IPAddress | None:
 def _literal_or_name(host: str) -> IPAddress | str:
     """An IP written in the URL, or a validated ASCII host name to resolve."""
     if ":" in host:
-        ip = _parse_ip(host)
+        ip = parse_ip(host)
         if ip is None or not isinstance(ip, ipaddress.IPv6Address):
             raise _refuse("malformed IPv6 literal")
         return ip
@@ -141,7 +141,7 @@ def _literal_or_name(host: str) -> IPAddress | str:
     if _NUMERIC_LABEL.match(labels[-1]):
         # Only the canonical dotted quad is accepted; other numeric forms are refused
         # rather than interpreted, because resolvers and parsers disagree on them.
-        ip = _parse_ip(name)
+        ip = parse_ip(name)
         if ip is None:
             raise _refuse("IP literal is not in canonical dotted-quad form")
         return ip
@@ -196,7 +196,7 @@ async def resolve_pinned(
         name = target
         addresses: list[IPAddress] = []
         for answer in answers:
-            ip = _parse_ip(answer)
+            ip = parse_ip(answer)
             if ip is None:
                 raise _refuse("resolver returned an unparsable address")
             addresses.append(ip)

@@ -25,11 +25,10 @@ to an address the SSRF guard vetted (`netguard.resolve_pinned`):
   neither of the last two on each request).
 """
 
-import ipaddress
+import contextlib
 import socket
 import ssl
-from collections.abc import AsyncIterator
-from http.cookiejar import CookieJar, DefaultCookiePolicy
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -37,6 +36,8 @@ import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.client_reqrep import ConnectionKey
 from httpx_aiohttp import AiohttpTransport
+
+from commcentre.adapters.netguard import parse_ip
 
 if "server_hostname" not in ConnectionKey._fields:  # pragma: no cover - guards the install
     raise ImportError(
@@ -55,14 +56,6 @@ class NoNameResolver(AbstractResolver):
 
     async def close(self) -> None:
         return None
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def httpx_error(exc: BaseException) -> httpx.TransportError:
@@ -84,11 +77,19 @@ def httpx_error(exc: BaseException) -> httpx.TransportError:
     return httpx.TransportError(text)
 
 
-def _aiohttp_cause(exc: BaseException) -> BaseException | None:
-    if isinstance(exc, aiohttp.ClientError):
-        return exc
-    cause = exc.__cause__
-    return cause if isinstance(cause, aiohttp.ClientError) else None
+@contextlib.contextmanager
+def _as_httpx_errors(request: httpx.Request | None = None) -> Iterator[None]:
+    """Raise an aiohttp failure, raw or as httpx_aiohttp mapped it, as `httpx_error` maps it."""
+    try:
+        yield
+    except (aiohttp.ClientError, httpx.TransportError) as exc:
+        cause = exc if isinstance(exc, aiohttp.ClientError) else exc.__cause__
+        if not isinstance(cause, aiohttp.ClientError):
+            raise
+        error = httpx_error(cause)
+        if request is not None:
+            error.request = request
+        raise error from cause
 
 
 class _MappedStream(httpx.AsyncByteStream):
@@ -98,14 +99,9 @@ class _MappedStream(httpx.AsyncByteStream):
         self._inner = inner
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
+        with _as_httpx_errors():
             async for chunk in self._inner:
                 yield chunk
-        except (aiohttp.ClientError, httpx.TransportError) as exc:
-            cause = _aiohttp_cause(exc)
-            if cause is None:
-                raise
-            raise httpx_error(cause) from cause
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -134,19 +130,12 @@ class PinnedTransport(AiohttpTransport):
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not _is_ip_literal(request.url.host):
+        if parse_ip(request.url.host) is None:
             raise httpx.ConnectError(
                 "the delivery transport connects only to pinned IP addresses", request=request
             )
-        try:
+        with _as_httpx_errors(request):
             response = await super().handle_async_request(request)
-        except (aiohttp.ClientError, httpx.TransportError) as exc:
-            cause = _aiohttp_cause(exc)
-            if cause is None:
-                raise
-            error = httpx_error(cause)
-            error.request = request
-            raise error from cause
         assert isinstance(response.stream, httpx.AsyncByteStream)
         response.stream = _MappedStream(response.stream)
         return response
@@ -154,9 +143,6 @@ class PinnedTransport(AiohttpTransport):
 
 class _NoCookies(httpx.Cookies):
     """A cookie jar that keeps nothing: httpx offers it every response, it reads none."""
-
-    def __init__(self) -> None:
-        super().__init__(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
 
     def extract_cookies(self, response: httpx.Response) -> None:
         return None
